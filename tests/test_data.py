@@ -1,0 +1,66 @@
+import pytest
+import torch
+
+from latentlab import data
+from latentlab.errors import InputError
+
+
+def test_train_and_heldout_photos_are_disjoint_and_load_offline():
+    assert not set(data.TRAIN_PHOTOS) & set(data.HELDOUT_PHOTOS)
+    for name in data.PHOTOS:
+        x = data.load_photo(name)
+        assert x.ndim == 4 and x.shape[:2] == (1, 3) and -1 <= x.min() and x.max() <= 1
+
+
+def test_photo_crops_are_deterministic_and_seeded():
+    a = data.PhotoCrops(size=32, length=20, seed=0)
+    b = data.PhotoCrops(size=32, length=20, seed=0)
+    c = data.PhotoCrops(size=32, length=20, seed=1)
+    assert a[3].shape == (3, 32, 32)
+    assert torch.equal(a[3], b[3])
+    assert not torch.equal(a[3], c[3])
+    assert not torch.equal(a[3], a[4])
+
+
+def test_heldout_images_shape():
+    x = data.heldout_images(64)
+    assert x.shape == (len(data.HELDOUT_PHOTOS), 3, 64, 64)
+
+
+def test_heldout_crops_come_only_from_heldout_photos():
+    ds = data.PhotoCrops(size=32, split="heldout", length=4)
+    assert ds.names == data.HELDOUT_PHOTOS
+
+
+def test_shapes_are_deterministic_labelled_and_distinct():
+    x, y = data.shapes_batch(64, size=32, seed=0)
+    x2, y2 = data.shapes_batch(64, size=32, seed=0)
+    assert x.shape == (64, 3, 32, 32) and torch.equal(x, x2) and torch.equal(y, y2)
+    assert set(y.tolist()) == set(range(len(data.Shapes.CLASSES)))
+    assert -1 <= x.min() and x.max() <= 1
+    # the shape covers a real part of the image: the foreground colour differs from the corner's background
+    differs = (x - x[:, :, :1, :1]).abs().sum(1) > 0.05
+    assert (differs.flatten(1).float().mean(1) > 0.03).all()
+
+
+def test_batches_yield_full_batches_of_images():
+    it = data.batches(data.Shapes(size=16, length=10), batch_size=4)
+    first = next(it)
+    assert first.shape == (4, 3, 16, 16)
+
+
+@pytest.mark.parametrize("kwargs, words", [({"size": 30}, "multiple of 8"), ({"split": "test"}, "split")])
+def test_bad_dataset_arguments(kwargs, words):
+    with pytest.raises(InputError, match=words):
+        data.PhotoCrops(**kwargs)
+
+
+def test_unknown_photo():
+    with pytest.raises(InputError, match="choose one of"):
+        data.load_photo("mona_lisa")
+
+
+def test_cifar_offline_says_so_in_one_sentence():
+    with pytest.raises(InputError) as err:
+        data.cifar10(root="/nonexistent-latentlab-cache")
+    assert "offline" in str(err.value) or "torchvision" in str(err.value)

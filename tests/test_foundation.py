@@ -1,0 +1,92 @@
+"""device, mode, bench, doctor and the command line."""
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from latentlab import bench, device, doctor, mode
+from latentlab.errors import InputError
+
+
+def test_quick_mode_switch(monkeypatch):
+    monkeypatch.setenv("LATENTLAB_QUICK", "1")
+    assert mode.quick() and mode.by_mode(full=1000, quick=10) == 10
+    monkeypatch.setenv("LATENTLAB_QUICK", "0")
+    assert not mode.quick() and mode.by_mode(full=1000, quick=10) == 1000
+    monkeypatch.delenv("LATENTLAB_QUICK")
+    assert mode.by_mode(full="real", quick="small") == "real"
+
+
+def test_pick_device_and_overrides(monkeypatch):
+    assert device.pick_device("cpu") == torch.device("cpu")
+    monkeypatch.setenv("LATENTLAB_DEVICE", "cpu")
+    assert device.pick_device() == torch.device("cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="no CUDA GPU"):
+            device.pick_device("cuda")
+    with pytest.raises(InputError, match="unknown device"):
+        device.pick_device("tpu-please")
+
+
+def test_seed_everything_repeats():
+    a = torch.randn(4, generator=device.seed_everything(3))
+    b = torch.randn(4, generator=device.seed_everything(3))
+    assert torch.equal(a, b)
+
+
+def test_set_threads():
+    before = torch.get_num_threads()
+    try:
+        assert device.set_threads(1) == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_time_fn_reports_median_spread_and_memory():
+    calls = []
+    t = bench.time_fn(lambda: calls.append(time.sleep(0.01)), warmup=2, repeats=5, device="cpu")
+    assert len(calls) == 7  # warm-up calls are made but not timed
+    assert t.repeats == 5 and t.min_ms <= t.median_ms <= t.max_ms
+    assert t.median_ms >= 9.5  # it really timed the sleep
+    assert t.iqr_ms >= 0 and t.peak_bytes > 10 * 2**20 and t.device.startswith("cpu")
+    assert "median" in str(t)
+
+
+def test_conv_flops_ratio_of_a_conv_stack_follows_pixels():
+    net3, net4 = bench.conv_stack(3, 8, 3), bench.conv_stack(4, 8, 3)
+    f_pix = bench.conv_flops(net3, torch.zeros(1, 3, 64, 64))
+    f_lat = bench.conv_flops(net4, torch.zeros(1, 4, 8, 8))
+    # same inner width: the ratio is 64 positions x (3 vs 4 channels in the first and last layer)
+    expected = (64 * 64 * 9 * 2 * (3 * 8 + 8 * 8 + 8 * 3)) / (8 * 8 * 9 * 2 * (4 * 8 + 8 * 8 + 8 * 4))
+    assert f_pix / f_lat == pytest.approx(expected, rel=1e-6)
+
+
+def test_doctor_offline_is_fast_and_says_why(monkeypatch):
+    start = time.perf_counter()
+    ok, why = doctor.hub_reachable(timeout=1.0)
+    assert not ok and "HF_HUB_OFFLINE" in why  # conftest sets it
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    ok, why = doctor.hub_reachable(timeout=1.0)  # the conftest network guard refuses the connection
+    assert not ok and "cannot be reached" in why
+    assert time.perf_counter() - start < 3
+
+
+def test_doctor_command_runs_offline():
+    out = subprocess.run(
+        [sys.executable, "-m", "latentlab", "doctor", "--json"], capture_output=True, text=True, timeout=120,
+        env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert out.returncode == 0, out.stderr
+    info = json.loads(out.stdout)
+    assert info["hub_reachable"] is False and info["versions"]["torch"] and info["device"]
+
+
+def test_cli_reports_bad_input_in_one_line(capsys):
+    from latentlab import cli
+
+    with pytest.raises(SystemExit):
+        cli.main(["no-such-command"])
