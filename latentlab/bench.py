@@ -1,18 +1,25 @@
 """Honest timing: warm up, synchronise the GPU, repeat, and report the median, the spread and peak memory.
 
 `time_fn` is the primitive every measurement in the course uses; it names the device in its result.
+`count_flops` and `estimate_memory` replay a forward pass on PyTorch's meta device (shapes only, no data),
+so they cost nothing and work for sizes that would never fit; `check_fits` compares a need with the memory
+that is really free (a container's limit included, e.g. Binder's 2 GB).
 """
 
 import statistics
 import threading
 import time
+import weakref
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import psutil
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from latentlab.device import describe, pick_device
+from latentlab.errors import InputError
 
 
 @dataclass
@@ -24,6 +31,18 @@ class Timing:
     repeats: int
     device: str  # e.g. "cpu (2 threads)" or "cuda: NVIDIA H100 80GB HBM3"
     peak_bytes: int  # CUDA: peak allocated during the runs; CPU: peak resident memory of the process
+    times_ms: list[float] = field(default_factory=list, repr=False)  # every timed run, in order
+
+    @property
+    def total_ms(self) -> float:
+        """sum of the timed runs (e.g. a whole sampling loop, when each run is one step)"""
+        return sum(self.times_ms)
+
+    @property
+    def quartiles_ms(self) -> tuple[float, float]:
+        """(first, third) quartile of the timed runs: the middle half lies between them"""
+        q = statistics.quantiles(self.times_ms, n=4) if len(self.times_ms) >= 2 else [self.median_ms] * 3
+        return q[0], q[2]
 
     def __str__(self) -> str:
         return (
@@ -98,6 +117,7 @@ def time_fn(
         repeats=repeats,
         device=describe(device),
         peak_bytes=int(peak),
+        times_ms=times,
     )
 
 
@@ -117,3 +137,142 @@ def conv_flops(model: torch.nn.Module, x: torch.Tensor) -> int:
     with FlopCounterMode(display=False) as counter, torch.inference_mode():
         model(x)
     return int(counter.get_total_flops())
+
+
+# ---- FLOPs and memory without running anything: the meta device
+
+
+def _on_meta(model: torch.nn.Module, inputs: tuple) -> tuple[dict, tuple]:
+    """meta copies of the model's weights and of the inputs (tensors keep shape and dtype, lose their data)"""
+    state = {k: torch.empty_like(v, device="meta") for k, v in model.state_dict(keep_vars=True).items()}
+    return state, tuple(x.to("meta") if isinstance(x, torch.Tensor) else x for x in inputs)
+
+
+def count_flops(model: torch.nn.Module, *inputs: object) -> dict[str, int]:
+    """FLOPs of model(*inputs), counted by PyTorch's FlopCounterMode on the meta device.
+
+    Returns {"total": ..., "attention": ...}: "attention" is the q k^T and softmax(.) v products inside the
+    model's Attention layers, the only work that grows with tokens^2 instead of with pixels.
+    """
+    from torch.func import functional_call
+    from torch.utils.flop_counter import FlopCounterMode
+
+    state, meta_inputs = _on_meta(model, inputs)
+    with FlopCounterMode(display=False, depth=None) as counter, torch.inference_mode():
+        functional_call(model, state, meta_inputs)
+    per_module = {name: sum(ops.values()) for name, ops in counter.get_flop_counts().items()}
+    root = type(model).__name__
+    attention = 0
+    for name, module in model.named_modules():
+        if type(module).__name__ == "Attention":  # latentlab.blocks.Attention and diffusers' Attention
+            key = f"{root}.{name}" if name else root
+            leaves = [f"{key}.{sub}" for sub, m in module.named_modules() if sub and not list(m.children())]
+            inner = per_module.get(key, 0) - sum(per_module.get(leaf, 0) for leaf in leaves)
+            attention += inner  # what is left after the q/k/v/out projections: the tokens^2 products
+    return {"total": int(counter.get_total_flops()), "attention": int(attention)}
+
+
+class _LiveBytes(TorchDispatchMode):
+    """follows every tensor an op creates until it is freed; `peak` is the most bytes alive at once"""
+
+    def __init__(self, fused_attention: bool = True):
+        super().__init__()
+        self.live = self.peak = 0
+        self.fused_attention = fused_attention
+
+    def _free(self, nbytes: int) -> None:
+        self.live -= nbytes
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        transient = 0
+        if func is torch.ops.aten.scaled_dot_product_attention.default and not self.fused_attention:
+            q, k = args[0], args[1]  # the plain (math) kernel holds the (B, heads, Tq, Tk) scores twice
+            transient = 2 * q.shape[:-1].numel() * k.shape[-2] * q.element_size()
+        outs = out if isinstance(out, (tuple, list)) else (out,)
+        for ret, tensor in zip(func._schema.returns, outs):
+            if isinstance(tensor, torch.Tensor) and ret.alias_info is None:  # views share memory: not counted
+                nbytes = tensor.untyped_storage().nbytes()
+                self.live += nbytes
+                weakref.finalize(tensor, self._free, nbytes)
+        self.peak = max(self.peak, self.live + transient)
+        return out
+
+
+def estimate_memory(model: torch.nn.Module, *inputs: object, fused_attention: bool = True) -> int:
+    """bytes model(*inputs) needs: its weights, the inputs, and the most activations alive at once (meta replay).
+
+    fused_attention: True where PyTorch's attention kernels work in tiles (CPU, CUDA) and never hold the full
+    (tokens x tokens) score matrix; False adds that matrix, as the plain kernel (e.g. on mps) materialises it.
+    """
+    from torch.func import functional_call
+
+    state, meta_inputs = _on_meta(model, inputs)
+    weights = sum(v.numel() * v.element_size() for v in state.values())
+    given = sum(x.numel() * x.element_size() for x in meta_inputs if isinstance(x, torch.Tensor))
+    tracker = _LiveBytes(fused_attention)
+    with torch.inference_mode(), tracker:
+        functional_call(model, state, meta_inputs)
+    return weights + given + tracker.peak
+
+
+def available_memory(device: torch.device | str | None = None) -> int:
+    """bytes free for new tensors: CUDA free + cached, or the RAM this process may still use (container limit too)"""
+    device = torch.device(device) if device is not None else pick_device()
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
+    free = psutil.virtual_memory().available
+    cgroup = _cgroup_free()  # Binder, Docker, Kubernetes: the container's limit, lower than the machine's RAM
+    return int(min(free, cgroup) if cgroup is not None else free)
+
+
+_CGROUP_FILES = (  # limit, usage, statistics, and the reclaimable file cache counted in the usage
+    ("memory.max", "memory.current", "memory.stat", "inactive_file"),  # cgroup v2
+    ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes", "memory/memory.stat", "total_inactive_file"),
+)
+
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def _cgroup_free() -> int | None:
+    """limit - usage + reclaimable cache of this container's memory cgroup; None when there is no limit"""
+    root = CGROUP_ROOT
+    for limit_file, usage_file, stat_file, cache_key in _CGROUP_FILES:
+        try:
+            limit = (root / limit_file).read_text().strip()
+            usage = int((root / usage_file).read_text())
+            stats = dict(line.split()[:2] for line in (root / stat_file).read_text().splitlines())
+        except (OSError, ValueError):
+            continue
+        if limit == "max" or int(limit) >= 1 << 60:  # v1 writes "no limit" as a huge number
+            return None
+        return int(limit) - usage + int(stats.get(cache_key, 0))
+    return None
+
+
+class MemoryWontFit(InputError):
+    """a pass that would need more memory than is free: skipped before it starts, with one sentence saying so"""
+
+
+def check_fits(need: int, device: torch.device | str | None = None, what: str = "this pass",
+               overhead: float = 1.25, margin: float = 0.9) -> None:
+    """raise MemoryWontFit (one sentence) unless `overhead` x `need` bytes fit in `margin` of the free memory
+
+    overhead: kernels' scratch space and the allocator's slack on top of the tensors `estimate_memory` counts
+    (measured on a CPU for lesson 07's UNet: 10-20% plus a few tens of MB).
+    """
+    device = torch.device(device) if device is not None else pick_device()
+    free = available_memory(device)
+    if overhead * need > margin * free:
+        raise MemoryWontFit(f"{what} needs about {_human(overhead * need)} but only {_human(free)} is free on "
+                            f"{describe(device)}; skipped it (choose a smaller size).")
+
+
+def _human(nbytes: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(nbytes) < 1000:
+            return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
+        nbytes /= 1000
+    return f"{nbytes:.1f} TB"

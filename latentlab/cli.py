@@ -12,6 +12,9 @@ from latentlab.errors import InputError
 
 COMMANDS = {
     "doctor": "latentlab.doctor",
+    "bench": "latentlab.compare",
+    "reconstruct": "latentlab.reconstruct",
+    "train": "latentlab.train",
 }
 
 

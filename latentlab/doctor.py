@@ -11,7 +11,6 @@ import threading
 from pathlib import Path
 
 HUB_HOST = "huggingface.co"
-SD_VAE_REPO = "stabilityai/sd-vae-ft-mse"
 PACKAGES = ("latentlab", "torch", "diffusers", "safetensors", "numpy", "matplotlib", "ipywidgets", "jupyterlab")
 
 
@@ -51,9 +50,12 @@ def hub_reachable(timeout: float = 2.0) -> tuple[bool, str]:
 
 
 def sd_weights_cached() -> bool:
-    """whether Stable Diffusion's VAE is already in the local Hugging Face cache"""
+    """whether Stable Diffusion's VAE (primary or mirror, from latentlab.pretrained.SD_MODELS) is in the local HF cache"""
+    from latentlab.pretrained import SD_MODELS
+
     cache = Path(os.environ.get("HF_HUB_CACHE") or Path(os.environ.get("HF_HOME", "~/.cache/huggingface")) / "hub")
-    return (cache.expanduser() / f"models--{SD_VAE_REPO.replace('/', '--')}").exists()
+    return any((cache.expanduser() / f"models--{s.repo_id.replace('/', '--')}").exists()
+               for s in SD_MODELS["sd-vae"].sources)
 
 
 def course_weights() -> dict[str, bool]:

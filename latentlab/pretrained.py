@@ -1,0 +1,449 @@
+"""Pretrained weights: the course's own (shipped in latentlab/weights/, made by `latentlab train`, sha256-checked).
+
+Each shipped model is `weights/<name>.safetensors` plus `weights/<name>.json`, its manifest: the exact command
+that made it, seed, data, steps, wall time, held-out metrics, config and the sha256 of the weights file.
+
+The second half loads Stable Diffusion's own VAE (Rombach et al. 2022, https://arxiv.org/abs/2112.10752) and
+TAESD (https://github.com/madebyollin/taesd) through diffusers: ids, pinned revisions and mirrors in one table
+(`SD_MODELS`), safetensors only, and one interface (`LatentCodec`) that takes images in [-1, 1] and gives the
+scaled latents SD's UNet sees. Offline, the `*_or_course` loaders continue with the course VAE (same geometry).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import tempfile
+import threading
+import warnings
+from dataclasses import dataclass
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlparse
+
+import torch
+
+from latentlab.errors import InputError
+from latentlab.images import RANGE_TOLERANCE, check_image, to_tensor
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+
+
+def sha256_file(path: str | Path) -> str:
+    """hex sha256 of a file's bytes"""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_manifest(path: str | Path, manifest: dict) -> Path:
+    """manifest dict -> JSON file, atomically (temp file in the same folder, then os.replace)"""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(manifest, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def course_manifest(name: str = "vae") -> dict:
+    """the manifest of a shipped course model, e.g. course_manifest("vae")["command"]"""
+    path = WEIGHTS_DIR / f"{name}.json"
+    if not path.is_file():
+        shipped = sorted(p.stem for p in WEIGHTS_DIR.glob("*.json"))
+        raise InputError(f"no shipped model named {name!r} (no {path}); shipped: {', '.join(shipped) or 'none'}.")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        raise InputError(f"the manifest {path} is not valid JSON; reinstall latentlab to restore it.") from None
+
+
+def course_weights(name: str = "vae") -> tuple[Path, dict]:
+    """(path of the verified weights file, manifest); InputError if the file is missing or its sha256 differs"""
+    manifest = course_manifest(name)
+    path = WEIGHTS_DIR / f"{name}.safetensors"
+    retrain = f"reinstall latentlab, or remake it with `{manifest.get('command', 'latentlab train ' + name)}`"
+    if not path.is_file():
+        raise InputError(f"the course {name} weights are missing ({path}); {retrain}.")
+    if sha256_file(path) != manifest.get("sha256"):
+        raise InputError(f"the course {name} weights at {path} are corrupt (sha256 differs from the manifest); {retrain}.")
+    return path, manifest
+
+
+def load_course_vae(device: torch.device | str | None = None):
+    """the course VAE (factor 8, 4 latent channels) with its shipped weights, in eval mode"""
+    from latentlab.device import pick_device
+    from latentlab.train import load_checkpoint
+    from latentlab.vae import VAE, VAEConfig
+
+    path, manifest = course_weights("vae")
+    vae = VAE(VAEConfig(**manifest["config"]))
+    load_checkpoint(path, vae)
+    return vae.to(pick_device(device)).eval()
+
+
+# ---- Stable Diffusion's VAE and TAESD, through diffusers (lesson 09)
+
+
+@dataclass(frozen=True)
+class HubSource:
+    """one place a diffusers model can be loaded from: a Hub repo at a pinned commit, or a local folder"""
+
+    repo_id: str  # "owner/name" on the Hub, or a folder written by save_pretrained
+    revision: str | None = None  # a full commit hash: the files can never change under the course
+    subfolder: str | None = None  # e.g. "vae" inside a whole-pipeline repo
+    note: str = ""  # what a mirror holds when it is not byte-for-byte the primary
+
+    def __str__(self) -> str:
+        where = self.repo_id + (f"/{self.subfolder}" if self.subfolder else "")
+        return where + (f"@{self.revision[:10]}" if self.revision else "")
+
+
+@dataclass(frozen=True)
+class SDModel:
+    title: str  # how the lesson names it
+    diffusers_class: Literal["AutoencoderKL", "AutoencoderTiny"]
+    sources: tuple[HubSource, ...]  # tried in order: the primary, then the mirrors
+    env_var: str  # a local folder or "owner/name[@revision]" here replaces the sources (teachers, caches, mirrors)
+
+
+# The one place the ids and revisions live (docs/stable-diffusion.md says where each hash was confirmed).
+SD_MODELS: dict[str, SDModel] = {
+    "sd-vae": SDModel("Stable Diffusion's VAE", "AutoencoderKL", (
+        HubSource("stabilityai/sd-vae-ft-mse", "31f26fdeee1355a5c34592e401dd41e45d25a493"),
+        HubSource("stable-diffusion-v1-5/stable-diffusion-v1-5", "451f4fe16113bff5a5d2269ed5ad43b0592e9a14", "vae",
+                  note="SD 1.5's own VAE: the same encoder and latent space, the decoder before the ft-MSE fine-tune"),
+    ), "LATENTLAB_SD_VAE"),
+    "taesd": SDModel("TAESD", "AutoencoderTiny", (
+        HubSource("madebyollin/taesd", "614f76814bbe30edbe2e627ace1c2234c81a2c0e"),
+        HubSource("cqyan/hybrid-sd-tinyvae", "main",
+                  note="Hybrid-SD's fine-tune of TAESD for the same SD 1.x latents; no commit hash confirmed, so 'main'"),
+    ), "LATENTLAB_TAESD"),
+}
+
+# diffusers.AutoencoderKL's defaults plus SD's values: the architecture of stabilityai/sd-vae-ft-mse (its
+# scaling_factor, 0.18215, is diffusers' default; code reads it from model.config, never from here)
+SD_VAE_CONFIG = {
+    "block_out_channels": (128, 256, 512, 512),
+    "down_block_types": ("DownEncoderBlock2D",) * 4,
+    "up_block_types": ("UpDecoderBlock2D",) * 4,
+    "layers_per_block": 2,
+    "latent_channels": 4,
+    "norm_num_groups": 32,
+    "sample_size": 512,
+}
+# Stable Diffusion 1.x's noise schedule (its scheduler_config.json), for img2img's add_noise
+SD_SCHEDULER_CONFIG = {"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012,
+                       "beta_schedule": "scaled_linear"}
+GEOMETRY = "the same latent geometry (factor 8, 4 channels)"
+
+ValueRange = Literal["auto", "-1..1", "0..1"]
+
+
+class WeightsUnavailable(InputError):
+    """SD's weights could not be had (offline, or every source failed); `reason` says why in a few words"""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+def as_vae_images(images, value_range: ValueRange = "auto", multiple_of: int = 8) -> torch.Tensor:
+    """any image -> float (B, 3, H, W) in [-1, 1] by a stated rule, or an InputError; never a silent wash-out.
+
+    PIL / numpy / uint8 go through images.to_tensor (0..255 -> [-1, 1]). For float tensors, "-1..1" is checked,
+    "0..1" becomes 2x - 1, and "auto" takes [-1, 1] but refuses a batch whose darkest value is not clearly below 0:
+    a [0, 1] image read as [-1, 1] comes out washed out (every pixel at least mid-grey), so the caller must say.
+    """
+    if value_range not in ("auto", "-1..1", "0..1"):
+        raise InputError(f"value_range must be 'auto', '-1..1' or '0..1', not {value_range!r}.")
+    if not isinstance(images, torch.Tensor) or not images.is_floating_point():
+        return check_image(to_tensor(images), "image", multiple_of)
+    x = images if images.ndim != 3 else images[None]
+    if not torch.isfinite(x).all():
+        raise InputError("image contains NaN or infinite values; check the step that produced it.")
+    lo, hi = x.min().item(), x.max().item()
+    if value_range == "0..1":
+        if lo < -RANGE_TOLERANCE or hi > 1 + RANGE_TOLERANCE:
+            raise InputError(f"image values span {lo:.3g}..{hi:.3g}, not the [0, 1] that value_range='0..1' says.")
+        x = x * 2 - 1
+    elif lo < -1 - RANGE_TOLERANCE or hi > 1 + RANGE_TOLERANCE:
+        hint = "it looks like 0..255: use x / 127.5 - 1, or pass a uint8 tensor" if hi > 2 else "rescale it"
+        raise InputError(f"image values span {lo:.3g}..{hi:.3g}; the VAE expects [-1, 1] ({hint}).")
+    elif value_range == "auto" and lo >= -0.05:
+        raise InputError(
+            f"image values span {lo:.3g}..{hi:.3g}, nothing clearly below 0: it looks like a [0, 1] image that the VAE "
+            "would read as washed out; pass value_range='0..1' to convert it, or '-1..1' if it is a light [-1, 1] image."
+        )
+    return check_image(x, "image", multiple_of)
+
+
+def _check_latents(z: torch.Tensor, channels: int) -> None:
+    if not isinstance(z, torch.Tensor) or not z.is_floating_point():
+        raise InputError(f"latents must be a float tensor of shape (B, {channels}, h, w), not {type(z).__name__}.")
+    if z.ndim != 4 or z.shape[1] != channels:
+        hint = " — add a batch axis with z[None]" if z.ndim == 3 and z.shape[0] == channels else ""
+        raise InputError(f"latents have shape {tuple(z.shape)}; the decoder expects (B, {channels}, h, w){hint}.")
+    if not torch.isfinite(z).all():
+        raise InputError("latents contain NaN or infinite values; check the step that produced them.")
+
+
+class LatentCodec:
+    """SD's VAE, TAESD or the course VAE behind one interface: images in [-1, 1] <-> scaled latents (B, 4, H/8, W/8).
+
+    The range conversions happen inside: diffusers' AutoencoderTiny already maps [-1, 1] to TAESD's own [0, 1]
+    (and back) in its encoder and decoder, so every model here is given [-1, 1] exactly once.
+    """
+
+    def __init__(self, model: torch.nn.Module, name: str, description: str = ""):
+        self.model, self.name, self.description = model, name, description or name
+
+    @property
+    def scaling_factor(self) -> float:
+        """read from the model's config: 0.18215 for SD's VAE, 1.0 for TAESD (its latents come out scaled)"""
+        return float(self.model.config.scaling_factor)
+
+    @property
+    def latent_channels(self) -> int:
+        return int(self.model.config.latent_channels)
+
+    @property
+    def factor(self) -> int:
+        """image side / latent side: a stride-2 step between consecutive resolutions"""
+        return 2 ** (len(self.model.config.block_out_channels) - 1)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def to(self, device: torch.device | str) -> LatentCodec:
+        self.model.to(device)
+        return self
+
+    @torch.inference_mode()
+    def encode(
+        self, images, value_range: ValueRange = "auto", sample: bool = False, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """images (B, 3, H, W) in [-1, 1] -> scaled latents (B, 4, H/8, W/8), what SD's UNet works on
+
+        Args:
+            images: a tensor in [-1, 1] (see as_vae_images for the other ranges and types it converts or refuses).
+            sample: draw from the encoder's Gaussian (as SD's img2img does) instead of taking its mean.
+        """
+        param = next(self.model.parameters())
+        x = as_vae_images(images, value_range, self.factor).to(param.device, param.dtype)
+        out = self.model.encode(x)
+        if hasattr(out, "latents"):  # TAESD: one deterministic latent, already in SD's scaled units
+            z = out.latents
+        else:  # AutoencoderKL's latent_dist, or the course VAE's DiagonalGaussian
+            dist = getattr(out, "latent_dist", out)
+            z = dist.sample(generator) if sample else dist.mode()
+        return z * self.scaling_factor  # (B, 4, H/8, W/8)
+
+    @torch.inference_mode()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """scaled latents (B, 4, h, w) -> images (B, 3, 8h, 8w) in [-1, 1] (clamped, as SD's pipelines do)"""
+        _check_latents(latents, self.latent_channels)
+        param = next(self.model.parameters())
+        out = self.model.decode(latents.to(param.device, param.dtype) / self.scaling_factor)
+        return getattr(out, "sample", out).clamp(-1, 1)  # (B, 3, 8h, 8w)
+
+    def __repr__(self) -> str:
+        return f"LatentCodec({self.name!r}: {self.description})"
+
+
+def _hub_unreachable(timeout: float = 3.0) -> str | None:
+    """why the Hub cannot be used now ("HF_HUB_OFFLINE=1 is set", no connection), or None when it answers"""
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}:
+        return "HF_HUB_OFFLINE=1 is set"
+    from huggingface_hub import constants
+
+    host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"  # HF_ENDPOINT moves it to a mirror
+    answer: list[str | None] = []
+
+    def attempt() -> None:
+        try:
+            socket.create_connection((host, 443), timeout=timeout).close()
+            answer.append(None)
+        except OSError:
+            answer.append(f"{host} cannot be reached")
+
+    thread = threading.Thread(target=attempt, daemon=True)  # a thread, because a stuck DNS lookup ignores timeouts
+    thread.start()
+    thread.join(timeout + 0.5)
+    return answer[0] if answer else f"{host} did not answer within {timeout:.0f} s"
+
+
+def _sources(spec: SDModel, source: str | Path | HubSource | None) -> tuple[HubSource, ...]:
+    """what to try: `source`, else the env var, else the table's primary and mirrors"""
+    source = source if source is not None else os.environ.get(spec.env_var) or None
+    if source is None:
+        return spec.sources
+    if isinstance(source, HubSource):
+        return (source,)
+    if not isinstance(source, (str, Path)):
+        raise InputError(f"source must be a folder, 'owner/name[@revision]' or a HubSource, not {type(source).__name__}.")
+    folder = Path(source).expanduser()
+    if folder.is_dir():
+        return (HubSource(str(folder)),)
+    if str(source).startswith(("/", ".", "~")):
+        raise InputError(f"no model folder at {source}; pass a folder written by save_pretrained, or a Hub id.")
+    repo_id, _, revision = str(source).partition("@")
+    return (HubSource(repo_id, revision or None),)
+
+
+def _from_pretrained(spec: SDModel, src: HubSource, local_only: bool) -> torch.nn.Module:
+    """the one call a download, a cached copy and a local folder all go through: pinned, safetensors only"""
+    import diffusers
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks")  # diffusers' own deprecation notice
+        return getattr(diffusers, spec.diffusers_class).from_pretrained(
+            src.repo_id, revision=src.revision, subfolder=src.subfolder, use_safetensors=True,
+            local_files_only=local_only,  # offline, the Hub cache still serves a pinned revision
+            low_cpu_mem_usage=find_spec("accelerate") is not None,  # diffusers needs accelerate for it
+        )
+
+
+def _load(name: Literal["sd-vae", "taesd"], device, source) -> LatentCodec:
+    """try each source (cache only when the Hub is unreachable); WeightsUnavailable when none loads"""
+    from latentlab.device import pick_device
+
+    spec = SD_MODELS[name]
+    sources = _sources(spec, source)
+    remote = [s for s in sources if not Path(s.repo_id).is_dir()]
+    unreachable = _hub_unreachable() if remote else None
+    failures = []
+    for src in sources:
+        try:
+            model = _from_pretrained(spec, src, local_only=unreachable is not None)
+        except Exception as err:  # offline, gone, no safetensors file, broken download: try the next source
+            failures.append(f"{type(err).__name__} for {src}")
+            continue
+        model = model.to(pick_device(device)).eval().requires_grad_(False)
+        note = f" ({src.note})" if src.note else ""
+        return LatentCodec(model, name, f"{spec.title} from {src}{note}")
+    reason = unreachable or ("no network, or the download failed: " if remote else "unreadable: ") + failures[-1]
+    raise WeightsUnavailable(
+        f"{spec.title} could not be loaded from {' or '.join(map(str, sources))} ({reason}); connect to the "
+        f"internet or set {spec.env_var} to a local copy, or continue with the course VAE, which has {GEOMETRY}.",
+        reason,
+    )
+
+
+def load_sd_vae(device: torch.device | str | None = None, source: str | Path | HubSource | None = None) -> LatentCodec:
+    """Stable Diffusion's VAE (AutoencoderKL, pinned, safetensors) as a LatentCodec; WeightsUnavailable offline
+
+    Args:
+        device: where to put it (default: latentlab.device.pick_device()).
+        source: a local folder, "owner/name[@revision]" or a HubSource; default: env LATENTLAB_SD_VAE, else
+            SD_MODELS["sd-vae"]'s primary and then its mirror.
+    """
+    return _load("sd-vae", device, source)
+
+
+def load_taesd(device: torch.device | str | None = None, source: str | Path | HubSource | None = None) -> LatentCodec:
+    """TAESD, SD's tiny distilled autoencoder (AutoencoderTiny, pinned, safetensors); WeightsUnavailable offline"""
+    return _load("taesd", device, source)
+
+
+def _or_course(name: Literal["sd-vae", "taesd"], device, source) -> tuple[LatentCodec, str]:
+    try:
+        codec = _load(name, device, source)
+    except WeightsUnavailable as err:
+        sentence = (f"{SD_MODELS[name].title} could not be loaded ({err.reason}), so this lesson continues with the "
+                    f"course VAE, which has {GEOMETRY}.")
+        codec = LatentCodec(load_course_vae(device), "course-vae", sentence)
+    return codec, codec.name
+
+
+def load_sd_vae_or_course(device=None, source=None) -> tuple[LatentCodec, str]:
+    """(SD's VAE, "sd-vae"), or offline (the course VAE, "course-vae"); codec.description says which and why"""
+    return _or_course("sd-vae", device, source)
+
+
+def load_taesd_or_course(device=None, source=None) -> tuple[LatentCodec, str]:
+    """(TAESD, "taesd"), or offline (the course VAE, "course-vae"); codec.description says which and why"""
+    return _or_course("taesd", device, source)
+
+
+def untrained(name: Literal["sd-vae", "taesd"], seed: int = 0) -> LatentCodec:
+    """SD's VAE or TAESD built with random weights: the real architecture and cost, no real pictures (offline)"""
+    import diffusers
+
+    if name not in SD_MODELS:
+        raise InputError(f"unknown model {name!r}; choose one of {', '.join(SD_MODELS)}.")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = diffusers.AutoencoderKL(**SD_VAE_CONFIG) if name == "sd-vae" else diffusers.AutoencoderTiny()
+    title = SD_MODELS[name].title
+    return LatentCodec(model.eval().requires_grad_(False), name, f"{title}'s architecture with random weights")
+
+
+def sd_vae_into_latentlab(autoencoder_kl):
+    """SD's VAE weights in the learner's own latentlab.vae.VAE: the same latents and images as AutoencoderKL"""
+    from latentlab.vae import VAE
+
+    model = getattr(autoencoder_kl, "model", autoencoder_kl)  # a LatentCodec, or the diffusers model itself
+    if type(model).__name__ != "AutoencoderKL":
+        raise InputError(f"sd_vae_into_latentlab needs SD's VAE (a diffusers AutoencoderKL), not a "
+                         f"{type(model).__name__}; TAESD and the course VAE are other networks.")
+    param = next(model.parameters())
+    return VAE.from_diffusers(model).to(param.device, param.dtype).eval().requires_grad_(False)
+
+
+def sd_scheduler():
+    """a diffusers DDPMScheduler with Stable Diffusion 1.x's noise schedule"""
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(**SD_SCHEDULER_CONFIG)
+
+
+def img2img_start(
+    latents: torch.Tensor,  # (B, 4, h, w) scaled latents of the input image
+    strength: float,  # 0 < strength <= 1: how far towards pure noise img2img starts
+    scheduler=None,  # a diffusers scheduler; default sd_scheduler()
+    num_inference_steps: int = 50,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, int]:
+    """img2img's first move, as StableDiffusionImg2ImgPipeline: noise the latent to the step `strength` of the way
+
+    The sampler keeps the last int(steps * strength) of its steps, and the latent is noised to the first of them
+    with scheduler.add_noise, q(x_t | x_0) of Ho et al. 2020 (https://arxiv.org/abs/2006.11239), eq. 4.
+    Returns (noisy latents (B, 4, h, w), that timestep t).
+    """
+    keep = min(int(num_inference_steps * strength), num_inference_steps)
+    if not 0 < strength <= 1 or keep == 0:
+        raise InputError(f"strength {strength} must be in (0, 1] and keep at least one of the {num_inference_steps} "
+                         "steps; strength 0 would return the image unchanged.")
+    scheduler = scheduler or sd_scheduler()
+    scheduler.set_timesteps(num_inference_steps)
+    t = scheduler.timesteps[(num_inference_steps - keep) * scheduler.order]
+    noise = torch.randn(latents.shape, generator=generator, dtype=latents.dtype).to(latents.device)
+    return scheduler.add_noise(latents, noise, t.reshape(1)), int(t)
+
+
+def load_course_denoiser(name: str = "denoiser", device: torch.device | str | None = None):
+    """a shipped lesson-08 denoiser UNet in eval mode ("denoiser": latent space, "denoiser_pixel": pixels).
+
+    Its manifest (`course_manifest(name)`) says how to sample it: `beta_schedule`, `prediction_type`, `space`.
+    """
+    from latentlab.device import pick_device
+    from latentlab.train import load_checkpoint
+    from latentlab.unet import UNet, UNetConfig
+
+    path, manifest = course_weights(name)
+    model = UNet(UNetConfig(**manifest["config"]))
+    load_checkpoint(path, model)
+    return model.to(pick_device(device)).eval()
+

@@ -1,0 +1,222 @@
+"""Checkpoints (atomic, clear errors), the generic loop (history, evaluation, Ctrl-C), the VAE loss and the CLI."""
+
+import json
+import os
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import latentlab.train as train
+from latentlab.cli import main
+from latentlab.errors import InputError
+from latentlab.train import (
+    fit,
+    load_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+    shuffle_rgb,
+    vae_loss,
+    warmup_cosine,
+)
+from latentlab.vae import VAE, VAEConfig
+
+TINY = VAEConfig(block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4)
+
+
+def _vae(seed=0):
+    torch.manual_seed(seed)
+    return VAE(TINY)
+
+
+def _images(b=4, size=16, seed=0):
+    return torch.rand(b, 3, size, size, generator=torch.Generator("cpu").manual_seed(seed)) * 2 - 1
+
+
+def _same_weights(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_save_and_load_round_trip_with_metadata(tmp_path):
+    path = save_checkpoint(tmp_path / "m.safetensors", _vae(0), {"step": 7, "note": "hello", "config": {"a": 1}})
+    other = _vae(1)
+    metadata = load_checkpoint(path, other)
+    assert _same_weights(other, _vae(0))
+    assert metadata == {"step": "7", "note": "hello", "config": '{"a": 1}'}
+    assert os.stat(path).st_mode & 0o044 == 0o044  # readable by others, like any file we ship
+    assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]  # no temp file left behind
+
+
+def test_a_failure_mid_save_leaves_the_old_file_intact(tmp_path, monkeypatch):
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(path, _vae(0))
+    before = path.read_bytes()
+
+    def half_write_then_fail(tensors, filename, metadata=None):
+        with open(filename, "wb") as f:
+            f.write(b"\x00" * 100)  # a truncated file, then the disk fills up
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(train, "save_file", half_write_then_fail)
+    with pytest.raises(OSError, match="No space"):
+        save_checkpoint(path, _vae(1))
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]
+    model = _vae(1)
+    load_checkpoint(path, model)
+    assert _same_weights(model, _vae(0))
+
+
+def test_load_errors_say_what_is_wrong(tmp_path):
+    with pytest.raises(InputError, match="no checkpoint at"):
+        load_checkpoint(tmp_path / "missing.safetensors", _vae())
+
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(os.urandom(64))
+    with pytest.raises(InputError, match="corrupt"):
+        load_checkpoint(garbage, _vae())
+
+    good = save_checkpoint(tmp_path / "good.safetensors", _vae())
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(InputError, match="corrupt"):
+        load_checkpoint(truncated, _vae())
+
+    bigger = VAE(VAEConfig(block_out_channels=(8, 16, 16), layers_per_block=1, norm_num_groups=4))
+    with pytest.raises(InputError, match=r"keys \d+ missing \(e\.g\. decoder\.up_blocks\.1\.upsamplers"):
+        load_checkpoint(good, bigger)
+    wider = VAE(VAEConfig(block_out_channels=(8, 32), layers_per_block=1, norm_num_groups=4))
+    with pytest.raises(InputError, match="another shape"):
+        load_checkpoint(good, wider)
+
+
+def test_read_checkpoint_returns_tensors_and_metadata(tmp_path):
+    path = save_checkpoint(tmp_path / "m.safetensors", _vae(), {"step": 3})
+    tensors, metadata = read_checkpoint(path)
+    assert metadata == {"step": "3"} and set(tensors) == set(load_file(path))
+
+
+def test_warmup_cosine_shape():
+    f = warmup_cosine(100, warmup=10, final=0.1)
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
+    assert f(55) == pytest.approx(0.55) and f(100) == pytest.approx(0.1)
+
+
+def test_vae_loss_is_reconstruction_plus_beta_kl_per_value():
+    vae, x = _vae(), _images()
+    logs = vae_loss(vae, x, beta=0.5, reconstruction="mse", generator=torch.Generator("cpu").manual_seed(0))
+    with torch.no_grad():
+        posterior = vae.encode(x)
+        recon = vae.decode(posterior.sample(torch.Generator("cpu").manual_seed(0)))
+    torch.testing.assert_close(logs["rec"], (recon - x).pow(2).mean())
+    torch.testing.assert_close(logs["kl"], posterior.kl().mean() / (3 * 16 * 16))
+    torch.testing.assert_close(logs["loss"], logs["rec"] + 0.5 * logs["kl"])
+
+
+def test_shuffle_rgb_permutes_each_images_channels():
+    x = _images(b=32)
+    y = shuffle_rgb(x, torch.Generator("cpu").manual_seed(0))
+    assert torch.equal(y.sort(dim=1).values, x.sort(dim=1).values)  # the same three values at every pixel
+    orders = {tuple(int((y[i] == x[i, c]).all(dim=(1, 2)).nonzero()) for c in range(3)) for i in range(32)}
+    assert len(orders) > 3  # several of the 6 orders occur in 32 images
+    assert torch.equal(y, shuffle_rgb(x, torch.Generator("cpu").manual_seed(0)))
+
+
+def _fixed_batches(x):
+    while True:
+        yield x
+
+
+def _smooth_images(b=4, size=16):
+    """colour gradients: images an autoencoder can learn in a few steps (unlike noise)"""
+    ramp = torch.linspace(-0.8, 0.8, size)
+    colours = torch.rand(b, 3, 1, 1, generator=torch.Generator("cpu").manual_seed(0)) * 2 - 1
+    return (colours * ramp[None, None, :, None] + 0.1 * ramp[None, None, None, :]).clamp(-1, 1)
+
+
+def test_fit_learns_evaluates_and_checkpoints(tmp_path):
+    vae, x = _vae(), _smooth_images()
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=3e-3)
+    calls = []
+
+    def evaluate(model):
+        calls.append(model.training)
+        return {"score": 1.0}
+
+    history = fit(vae, lambda m, b: vae_loss(m, b, reconstruction="mse"), _fixed_batches(x), 30, optimizer,
+                  evaluate=evaluate, eval_every=10, checkpoint=tmp_path / "c.safetensors", checkpoint_every=10,
+                  metadata=lambda: {"run": "test"})
+    assert [h["step"] for h in history] == list(range(1, 31))
+    assert sum(h["loss"] for h in history[-5:]) < 0.5 * sum(h["loss"] for h in history[:5])
+    assert calls == [False, False, False]  # steps 10, 20, 30, each in eval mode
+    assert [h["step"] for h in history if "score" in h] == [10, 20, 30]
+    assert not vae.training
+    reloaded = _vae(1)
+    assert load_checkpoint(tmp_path / "c.safetensors", reloaded) == {"run": "test", "step": "30"}
+    assert _same_weights(reloaded, vae)
+
+
+def test_ctrl_c_saves_and_returns_a_usable_model(tmp_path):
+    vae, x = _vae(), _images()
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=1e-3)
+    count = 0
+
+    def loss_fn(model, batch):
+        nonlocal count
+        count += 1
+        if count == 4:
+            raise KeyboardInterrupt
+        return vae_loss(model, batch)
+
+    history = fit(vae, loss_fn, _fixed_batches(x), 100, optimizer, checkpoint=tmp_path / "c.safetensors")
+    assert len(history) == 3 and history[-1]["interrupted"] is True
+    assert not vae.training
+    reloaded = _vae(1)
+    assert load_checkpoint(tmp_path / "c.safetensors", reloaded)["step"] == "3"
+    assert _same_weights(reloaded, vae)
+    with torch.no_grad():
+        assert torch.isfinite(reloaded(x)).all()
+
+
+def test_other_errors_are_not_swallowed(tmp_path):
+    def broken(model, batch):
+        raise RuntimeError("boom")
+
+    vae = _vae()
+    with pytest.raises(RuntimeError, match="boom"):
+        fit(vae, broken, _fixed_batches(_images()), 5, torch.optim.SGD(vae.parameters(), lr=0.1),
+            checkpoint=tmp_path / "c.safetensors")
+    assert not (tmp_path / "c.safetensors").exists()
+
+
+def test_train_vae_command_writes_weights_and_manifest(tmp_path, capsys):
+    out = tmp_path / "tiny.safetensors"
+    code = main(["train", "vae", "--steps", "2", "--batch-size", "2", "--crop", "16", "--block-out-channels", "8,16",
+                 "--norm-num-groups", "4", "--eval-every", "2", "--threads", "1", "--device", "cpu", "--out", str(out)])
+    assert code == 0
+    manifest = json.loads(out.with_suffix(".json").read_text())
+    from latentlab.pretrained import sha256_file
+
+    assert manifest["sha256"] == sha256_file(out)
+    assert manifest["steps_done"] == 2 and manifest["seed"] == 0 and manifest["wall_time_s"] > 0
+    assert manifest["command"].startswith("latentlab train vae --steps 2 --batch-size 2 --crop 16")
+    assert "heldout_psnr" in manifest["final"]
+    vae = VAE(VAEConfig(**manifest["config"]))
+    load_checkpoint(out, vae)
+    assert vae.config.scaling_factor > 0 and vae.config.block_out_channels == (8, 16)
+
+
+@pytest.mark.parametrize(
+    "args,words",
+    [
+        (["--crop", "20"], "multiple of the VAE factor"),
+        (["--block-out-channels", "8,x"], "integers joined by commas"),
+        (["--crop-scale", "0.5"], "two fractions"),
+        (["--steps", "0"], "must be positive"),
+    ],
+)
+def test_train_vae_command_rejects_bad_options(args, words, capsys, tmp_path):
+    assert main(["train", "vae", "--out", str(tmp_path / "x.safetensors"), *args]) == 2
+    err = capsys.readouterr().err
+    assert words in err and err.count("\n") == 1

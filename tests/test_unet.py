@@ -1,0 +1,108 @@
+"""latentlab.unet against diffusers' UNet2DModel: same config, same weights, same output, both ways."""
+
+import pytest
+import torch
+from diffusers import UNet2DModel
+from diffusers.models.embeddings import get_timestep_embedding
+
+from latentlab.errors import InputError
+from latentlab.unet import UNet, UNetConfig, from_diffusers_config, timestep_embedding
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """tiny tensors gain nothing from threads, and on a busy machine two threads wait on each other"""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _config(attention: bool, layers_per_block: int = 1) -> UNetConfig:
+    return UNetConfig(
+        sample_size=8, in_channels=4, out_channels=4, block_out_channels=(8, 16, 16), layers_per_block=layers_per_block,
+        down_block_types=("DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D") if attention else ("DownBlock2D",) * 3,
+        up_block_types=("AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D") if attention else ("UpBlock2D",) * 3,
+        norm_num_groups=4, attention_head_dim=4, add_attention=attention,
+    )
+
+
+def _inputs(seed: int = 0, channels: int = 4, size: int = 8):
+    g = torch.Generator("cpu").manual_seed(seed)
+    return torch.randn(2, channels, size, size, generator=g), torch.tensor([3, 871])
+
+
+@pytest.mark.parametrize("flip", [True, False])
+@pytest.mark.parametrize("shift", [0, 1])
+@pytest.mark.parametrize("dim", [32, 7])
+def test_timestep_embedding_matches_diffusers(flip, shift, dim):
+    t = torch.tensor([0, 1, 17, 999])
+    ours = timestep_embedding(t, dim, flip_sin_to_cos=flip, downscale_freq_shift=shift)
+    assert torch.allclose(ours, get_timestep_embedding(t, dim, flip, shift), atol=1e-6)
+
+
+@pytest.mark.parametrize("attention", [False, True])
+def test_ours_loads_into_unet2dmodel(attention):
+    torch.manual_seed(0)
+    ours = UNet(_config(attention, layers_per_block=2)).eval()
+    ref = UNet2DModel(**ours.to_diffusers_config()).eval()
+    assert set(ours.state_dict()) == set(ref.state_dict())
+    ref.load_state_dict(ours.state_dict(), strict=True)
+    x, t = _inputs()
+    with torch.no_grad():
+        a, b = ours(x, t), ref(x, t).sample
+    assert a.shape == (2, 4, 8, 8)
+    assert torch.allclose(a, b, atol=1e-5)
+    assert ours.num_parameters() == sum(p.numel() for p in ref.parameters())
+
+
+@pytest.mark.parametrize("attention", [False, True])
+def test_unet2dmodel_loads_into_ours(attention):
+    torch.manual_seed(1)
+    ref = UNet2DModel(**UNet(_config(attention)).to_diffusers_config()).eval()
+    ours = UNet.from_diffusers_config(ref.config).eval()
+    ours.load_state_dict(ref.state_dict(), strict=True)
+    x, t = _inputs(2)
+    with torch.no_grad():
+        a, b = ours(x, 500), ref(x, 500).sample  # a scalar timestep is used for the whole batch
+        c = ours(x, t)
+    assert torch.allclose(a, b, atol=1e-5)
+    assert not torch.allclose(a, c, atol=1e-3)  # the timestep matters
+
+
+def test_pixel_unet_and_config_roundtrip():
+    cfg = UNetConfig(sample_size=16, in_channels=3, out_channels=3, block_out_channels=(8, 16), norm_num_groups=4,
+                     attention_head_dim=None, down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+                     up_block_types=("AttnUpBlock2D", "UpBlock2D"))
+    assert from_diffusers_config(UNet2DModel(**UNet(cfg).to_diffusers_config()).config) == cfg
+    torch.manual_seed(0)
+    ours = UNet(cfg).eval()
+    ref = UNet2DModel(**ours.to_diffusers_config()).eval()
+    ref.load_state_dict(ours.state_dict())
+    x, t = _inputs(3, channels=3, size=16)
+    with torch.no_grad():
+        assert torch.allclose(ours(x, t), ref(x, t).sample, atol=1e-5)
+
+
+def test_gradients_reach_every_parameter():
+    model = UNet(_config(True))
+    x, t = _inputs()
+    model(x, t).square().mean().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_bad_input_is_one_sentence():
+    model = UNet(_config(False))
+    x, t = _inputs()
+    with pytest.raises(InputError, match=r"expects a \(B, 4, H, W\) tensor but got \(2, 3, 8, 8\)"):
+        model(x[:, :3], t)
+    with pytest.raises(InputError, match="not divisible by 4"):
+        model(torch.zeros(1, 4, 6, 8), 1)
+    with pytest.raises(InputError, match="batch has 2 samples"):
+        model(x, torch.tensor([1, 2, 3]))
+    with pytest.raises(InputError, match="norm_num_groups"):
+        UNetConfig(block_out_channels=(48, 64), norm_num_groups=32)
+    with pytest.raises(InputError, match="one block type per level"):
+        UNetConfig(block_out_channels=(32, 64, 64))
+    with pytest.raises(InputError, match="resnet_time_scale_shift"):
+        from_diffusers_config({"resnet_time_scale_shift": "scale_shift"})
