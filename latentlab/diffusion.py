@@ -14,7 +14,6 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 
 from latentlab.errors import InputError
 
@@ -177,13 +176,22 @@ def diffusion_loss(
     x0: torch.Tensor,
     alphas_cumprod: torch.Tensor,
     generator: torch.Generator | None = None,
+    min_snr_gamma: float | None = None,
 ) -> torch.Tensor:
-    """mean squared error between the drawn noise and the model's prediction at a random t (Ho eq. 14, Alg. 1)."""
+    """mean squared error between the drawn noise and the model's prediction at a random t (Ho eq. 14, Alg. 1).
+
+    min_snr_gamma: weight each sample by min(SNR(t), gamma) / SNR(t), so the nearly clean timesteps stop
+    dominating (Hang et al. 2023, https://arxiv.org/abs/2303.09556; gamma = 5 there); None: Ho's plain loss.
+    """
     B = x0.shape[0]
     t = torch.randint(0, len(alphas_cumprod), (B,), generator=generator).to(x0.device)  # (B,)
     noise = torch.randn(x0.shape, generator=generator).to(x0.device, x0.dtype)  # (B, C, H, W)
     x_t = q_sample(x0, t, noise, alphas_cumprod)
-    return F.mse_loss(_call(model, x_t, t), noise)
+    error = (_call(model, x_t, t) - noise).square().mean(dim=tuple(range(1, x0.ndim)))  # (B,)
+    if min_snr_gamma is not None:
+        snr = signal_to_noise(alphas_cumprod.to(x0.device)[t])
+        error = error * snr.clamp(max=min_snr_gamma) / snr
+    return error.mean()
 
 
 def _call(model: Any, x: torch.Tensor, t: torch.Tensor | int) -> torch.Tensor:

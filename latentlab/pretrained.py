@@ -447,3 +447,20 @@ def load_course_denoiser(name: str = "denoiser", device: torch.device | str | No
     load_checkpoint(path, model)
     return model.to(pick_device(device)).eval()
 
+
+
+def load_denoiser_vae(name: str = "denoiser", device: torch.device | str | None = None):
+    """the VAE whose latents a shipped latent denoiser was trained on: the course VAE, or its copy adapted to shapes"""
+    from latentlab.device import pick_device
+    from latentlab.train import load_checkpoint
+    from latentlab.vae import VAE, VAEConfig
+
+    vae_name = course_manifest(name).get("vae")
+    if not vae_name:
+        raise InputError(f"{name} is a pixel-space denoiser and has no VAE; sample it directly in pixels.")
+    if vae_name == "vae":
+        return load_course_vae(device)
+    path, manifest = course_weights(vae_name)
+    vae = VAE(VAEConfig(**manifest["config"]))
+    load_checkpoint(path, vae)
+    return vae.to(pick_device(device)).eval()

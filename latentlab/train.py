@@ -289,6 +289,38 @@ def encode_dataset(vae: nn.Module, images: torch.Tensor, batch_size: int = 64) -
     return torch.cat([vae.encode(chunk).mode().cpu() for chunk in images.split(batch_size)]) * vae.scaling_factor
 
 
+def finetune_vae(
+    vae: nn.Module,
+    images: torch.Tensor,
+    steps: int = 600,
+    batch_size: int = 8,
+    lr: float = 5e-4,
+    beta: float = 1e-5,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+) -> tuple[nn.Module, list[dict]]:
+    """Adapt a trained VAE to new images (e.g. Shapes, which a photo VAE never saw) -> (vae, history).
+
+    Same loss as train_vae (MSE here, beta * KL); afterwards the scaling factor is measured again on the new images.
+    """
+    from latentlab.device import seed_everything
+    from latentlab.vae import estimate_scaling_factor
+
+    generator = seed_everything(seed)
+
+    def batches() -> Iterator[torch.Tensor]:
+        while True:
+            yield images[torch.randint(0, len(images), (batch_size,), generator=generator)]
+
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=1e-4)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(steps, warmup=min(50, steps // 10 + 1)))
+    history = fit(vae, lambda model, batch: vae_loss(model, batch, beta, "mse", generator), batches(), steps,
+                  optimizer, scheduler, device=device, desc="fine-tune vae")
+    with torch.no_grad():
+        vae.config.scaling_factor = round(estimate_scaling_factor(vae, images[:256].to(device), generator), 5)
+    return vae.eval(), history
+
+
 def _budget_cosine(time_budget_s: float, warmup: int, final: float = 0.1) -> Callable[[int], float]:
     """like warmup_cosine, but the cosine follows the elapsed share of a wall-clock budget instead of the steps"""
     start = time.perf_counter()
@@ -305,11 +337,12 @@ def train_denoiser(
     data: torch.Tensor,
     config=None,
     steps: int = 4000,
-    batch_size: int = 64,
-    lr: float = 1e-3,
+    batch_size: int = 32,
+    lr: float = 2e-3,
     beta_schedule: str = "squaredcos_cap_v2",
     seed: int = 0,
     time_budget_s: float | None = None,
+    min_snr_gamma: float | None = 5.0,
     out: str | Path | None = None,
     checkpoint_every: int = 1000,
     evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
@@ -326,6 +359,7 @@ def train_denoiser(
         beta_schedule: the noise schedule, named as in diffusers (the sampler must use the same).
         time_budget_s: stop after this many seconds (`steps` is then an upper bound) and decay the learning rate
             over the budget: the way to compare two models at equal wall-clock time.
+        min_snr_gamma: Min-SNR loss weighting (see diffusion.diffusion_loss); None for Ho et al.'s plain loss.
     """
     from dataclasses import replace
 
@@ -359,7 +393,7 @@ def train_denoiser(
     factor = warmup_cosine(steps, warmup) if time_budget_s is None else _budget_cosine(time_budget_s, warmup)
     history = fit(
         model,
-        lambda unet, x0: {"loss": diffusion_loss(unet, x0, acp, generator)},
+        lambda unet, x0: {"loss": diffusion_loss(unet, x0, acp, generator, min_snr_gamma)},
         batches(),
         steps,
         optimizer,
@@ -403,16 +437,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="denoise course-VAE latents (4 x 8 x 8 for 64 x 64 images) or the pixels themselves")
     unet.add_argument("--steps", type=int, default=4000, help="optimizer steps (an upper bound with --time-budget)")
     unet.add_argument("--time-budget", type=float, default=None, help="stop after this many seconds of training")
-    unet.add_argument("--batch-size", type=int, default=64)
-    unet.add_argument("--lr", type=float, default=1e-3, help="peak AdamW learning rate (warm-up, then cosine)")
+    unet.add_argument("--batch-size", type=int, default=32)
+    unet.add_argument("--lr", type=float, default=2e-3, help="peak AdamW learning rate (warm-up, then cosine)")
     unet.add_argument("--num-images", type=int, default=4096, help="Shapes images in the training set")
     unet.add_argument("--image-size", type=int, default=64, help="side of the Shapes images (a multiple of 8)")
-    unet.add_argument("--block-out-channels", default="64,128", help="comma-separated, one per latent resolution")
-    unet.add_argument("--layers-per-block", type=int, default=2)
-    unet.add_argument("--norm-num-groups", type=int, default=32)
+    unet.add_argument("--block-out-channels", default="32,64", help="comma-separated, one per latent resolution")
+    unet.add_argument("--layers-per-block", type=int, default=1)
+    unet.add_argument("--norm-num-groups", type=int, default=16)
     unet.add_argument("--attention-head-dim", type=int, default=32)
     unet.add_argument("--beta-schedule", choices=["linear", "scaled_linear", "squaredcos_cap_v2"],
                       default="squaredcos_cap_v2")
+    unet.add_argument("--finetune-vae", type=int, default=0,
+                      help="first adapt the course VAE to the shapes for this many steps; saved as <out>_vae")
+    unet.add_argument("--min-snr-gamma", type=float, default=5.0, help="Min-SNR loss weighting (0: plain loss)")
     unet.add_argument("--eval-samples", type=int, default=256, help="samples judged at the end (0: none)")
     unet.add_argument("--eval-steps", type=int, default=50, help="DDIM steps for those samples")
     unet.add_argument("--seed", type=int, default=0)
@@ -532,20 +569,26 @@ def _run_unet(args: argparse.Namespace) -> int:
     )
     options = ["--space", "--steps", "--time-budget", "--batch-size", "--lr", "--num-images", "--image-size",
                "--block-out-channels", "--layers-per-block", "--norm-num-groups", "--attention-head-dim",
-               "--beta-schedule", "--eval-samples", "--eval-steps", "--seed", "--checkpoint-every", "--threads",
+               "--beta-schedule", "--finetune-vae", "--min-snr-gamma", "--eval-samples", "--eval-steps", "--seed", "--checkpoint-every", "--threads",
                "--out"]
     command = _command(args, options)
     out = Path(args.out)
     print(f"{command}\non {describe(device)}", file=sys.stderr)
     images, _ = shapes_batch(args.num_images, size=args.image_size, seed=args.seed)
-    vae = pretrained.load_course_vae(device) if args.space == "latent" else None
+    vae, vae_name = None, None
+    if args.space == "latent":
+        vae, vae_name = pretrained.load_course_vae(device), "vae"
+        if args.finetune_vae > 0:
+            vae_name = f"{out.stem}_vae"
+            _finetune_and_save(vae, images, args, command, out.with_name(f"{vae_name}.safetensors"), device)
     data = encode_dataset(vae, images.to(device)) if vae is not None else images
     del images
-    extra = {"space": args.space, "beta_schedule": args.beta_schedule, "prediction_type": "epsilon"}
+    extra = {"space": args.space, "vae": vae_name, "beta_schedule": args.beta_schedule, "prediction_type": "epsilon"}
     start = time.perf_counter()
     model, history = train_denoiser(
-        data, config, args.steps, args.batch_size, args.lr, args.beta_schedule, args.seed, args.time_budget, out,
-        args.checkpoint_every, device=device, desc=f"train unet ({args.space})",
+        data, config, steps=args.steps, batch_size=args.batch_size, lr=args.lr, beta_schedule=args.beta_schedule,
+        seed=args.seed, time_budget_s=args.time_budget, min_snr_gamma=args.min_snr_gamma or None, out=out,
+        checkpoint_every=args.checkpoint_every, device=device, desc=f"train unet ({args.space})",
         metadata=lambda: {"config": asdict(config), "command": command, **extra},
     )
     wall = time.perf_counter() - start
@@ -581,6 +624,44 @@ def _run_unet(args: argparse.Namespace) -> int:
     return 0
 
 
+def _finetune_and_save(vae: nn.Module, images: torch.Tensor, args: argparse.Namespace, command: str, path: Path,
+                       device: torch.device) -> None:
+    """fine-tune the course VAE on the training shapes, save it with a manifest next to the denoiser"""
+    from dataclasses import asdict
+
+    from latentlab import pretrained
+    from latentlab.data import heldout_images, shapes_batch
+    from latentlab.images import psnr
+    from latentlab.quality import judge
+
+    start = time.perf_counter()
+    finetune_vae(vae, images, steps=args.finetune_vae, seed=args.seed, device=device)
+    wall = time.perf_counter() - start
+    save_checkpoint(path, vae, {"config": asdict(vae.config), "command": command})
+    heldout, _ = shapes_batch(256, size=args.image_size, seed=args.seed + 1000)  # shapes it was not tuned on
+    with torch.no_grad():
+        recon = torch.cat([vae(x.to(device)).cpu() for x in heldout.split(64)]).clamp(-1, 1)
+        photo_psnr = heldout_psnr(vae, heldout_images(256).to(device))  # what the adaptation cost on photos
+    verdict = judge(recon)
+    manifest = {
+        "name": path.stem,
+        "command": command,
+        "made_by": f"the course VAE fine-tuned for {args.finetune_vae} steps (batch 8, MSE + 1e-5 KL) on the training "
+                   "shapes, before the denoiser is trained on its latents",
+        "seed": args.seed,
+        "data": f"latentlab.data.shapes_batch({args.num_images}, size={args.image_size}, seed={args.seed})",
+        "steps": args.finetune_vae,
+        "wall_time_s": round(wall, 1),
+        "config": asdict(vae.config),
+        "heldout_shapes": {"psnr": round(psnr(recon, heldout).mean().item(), 2), "recognised": verdict.recognised,
+                           "summary": str(verdict)},
+        "heldout_photos_psnr": round(photo_psnr, 2),
+        "sha256": pretrained.sha256_file(path),
+    }
+    pretrained.write_manifest(path.with_suffix(".json"), manifest)
+    print(f"wrote {path}: held-out shapes {manifest['heldout_shapes']['psnr']} dB, {verdict}", file=sys.stderr)
+
+
 def _judge_denoiser(model: nn.Module, vae: nn.Module | None, args: argparse.Namespace, config) -> dict:
     """sample with DDIM, decode, and judge the shapes (latentlab.quality) -> the manifest's quality entry"""
     from diffusers import DDIMScheduler
@@ -593,7 +674,8 @@ def _judge_denoiser(model: nn.Module, vae: nn.Module | None, args: argparse.Name
     shape = (args.eval_samples, config.in_channels, config.sample_size, config.sample_size)
     start = time.perf_counter()
     x = sample(model, shape, scheduler, args.eval_steps, torch.Generator().manual_seed(args.seed + 1))
-    images = torch.cat([vae.decode(z / vae.scaling_factor) for z in x.split(64)]) if vae is not None else x
+    with torch.no_grad():
+        images = torch.cat([vae.decode(z / vae.scaling_factor) for z in x.split(64)]) if vae is not None else x
     verdict = judge(images.cpu())
     return {"samples": args.eval_samples, "ddim_steps": args.eval_steps, "recognised": round(verdict.recognised, 4),
             "flat": round(verdict.flat, 4), "matched": round(verdict.matched, 4), "mean_iou": round(verdict.mean_iou, 3),

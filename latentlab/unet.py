@@ -31,13 +31,13 @@ class UNetConfig:
     sample_size: int = 8  # height and width it is trained at (8: the latents of 64x64 images)
     in_channels: int = 4  # 4 for VAE latents, 3 for pixels
     out_channels: int = 4  # the predicted noise has the input's shape
-    block_out_channels: tuple[int, ...] = (64, 128)  # width of each resolution level, high to low
+    block_out_channels: tuple[int, ...] = (32, 64)  # width of each resolution level, high to low
     down_block_types: tuple[DownBlockType, ...] = ("DownBlock2D", "AttnDownBlock2D")
     up_block_types: tuple[UpBlockType, ...] = ("AttnUpBlock2D", "UpBlock2D")  # mirror of down_block_types
-    layers_per_block: int = 2  # ResBlocks per down level (up levels get one more, for the extra skip)
-    norm_num_groups: int = 32  # GroupNorm groups; must divide every width
+    layers_per_block: int = 1  # ResBlocks per down level (up levels get one more, for the extra skip)
+    norm_num_groups: int = 16  # GroupNorm groups; must divide every width
     norm_eps: float = 1e-5
-    attention_head_dim: int | None = 8  # channels per attention head; None: one head per block
+    attention_head_dim: int | None = 32  # channels per attention head; None: one head per block
     add_attention: bool = True  # self-attention in the middle block
     flip_sin_to_cos: bool = True  # embedding order [cos, sin] (diffusers' default) instead of [sin, cos]
     freq_shift: int = 0  # diffusers' downscale_freq_shift of the sinusoids

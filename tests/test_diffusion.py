@@ -211,3 +211,19 @@ def test_train_denoiser_lowers_the_loss_and_checks_shapes():
     assert 1 <= len(timed) < 10_000 and timed[-1]["time_s"] >= 0.5  # stopped by the clock, not the step count
     with pytest.raises(InputError, match="data has 3"):
         train_denoiser(torch.zeros(32, 3, 4, 4), config, steps=1, batch_size=16)
+
+
+def test_min_snr_weighting_matches_its_formula():
+    acp = diffusion.alphas_cumprod(diffusion.cosine_beta_schedule(1000))
+    x0 = torch.randn(8, 4, 4, 4, generator=_gen(8))
+    model = lambda x, t: 0.5 * x  # noqa: E731
+    weighted = diffusion.diffusion_loss(model, x0, acp, _gen(9), min_snr_gamma=5.0)
+    g = _gen(9)  # redraw exactly what diffusion_loss drew
+    t = torch.randint(0, 1000, (8,), generator=g)
+    noise = torch.randn(x0.shape, generator=g)
+    x_t = diffusion.q_sample(x0, t, noise, acp)
+    snr = acp[t] / (1 - acp[t])
+    expected = ((0.5 * x_t - noise).square().mean(dim=(1, 2, 3)) * snr.clamp(max=5.0) / snr).mean()
+    assert torch.allclose(weighted, expected, rtol=1e-5)
+    plain = diffusion.diffusion_loss(model, x0, acp, _gen(9))
+    assert torch.allclose(plain, (0.5 * x_t - noise).square().mean(), rtol=1e-5)

@@ -1,0 +1,143 @@
+"""Sample quality for generated Shapes: an exact detector of one flat shape on a flat background.
+
+Every image of `latentlab.data.Shapes` is two flat colours: a background, and one circle, square, triangle or
+cross. A sample is *recognised* when (1) its pixels fall into two clearly different flat colours (2-means
+clustering; soft edges may mix the two, a third colour may not), and (2) the pixels of the foreground colour
+overlap a perfect shape of some class, placed at their centroid, sized by their area and turned to the best
+angle, with an intersection over union (IoU) of at least 0.8. The templates are drawn by the same function that draws the dataset, so the judge is exact and
+has nothing learned that a generator could fool. The recognised fraction and the balance of the four classes
+measure a generator's precision and its coverage of the classes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from latentlab.data import SHAPE_CLASSES, _shape_mask
+from latentlab.errors import InputError
+
+AREA = (math.pi, 2.56, 3 * math.sqrt(3) / 4, 2.04)  # shape area / r^2 for circle, square, triangle, cross
+SYMMETRY = (None, math.pi / 2, 2 * math.pi / 3, math.pi / 2)  # rotation that maps each shape onto itself
+
+
+def two_colours(images: torch.Tensor, iters: int = 8) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(B, 3, H, W) -> 2-means colours (B, 2, 3) [background, foreground], foreground mask (B, H, W), each
+    pixel's distance to its colour (B, H, W) and to the nearest mixture of the two colours (B, H, W)"""
+    B, _, H, W = images.shape
+    pixels = images.flatten(2).transpose(1, 2).float()  # (B, HW, 3)
+    border = torch.cat([images[:, :, 0], images[:, :, -1], images[:, :, :, 0], images[:, :, :, -1]], dim=2)
+    background = border.float().median(dim=2).values[:, None, :]  # (B, 1, 3): a shape never fills the border
+    far = _sq_distances(pixels, background)[..., 0].argmax(dim=1)  # the pixel least like the background
+    centres = torch.cat([background, pixels[torch.arange(B), far][:, None]], dim=1)  # (B, 2, 3)
+    for _ in range(iters):  # Lloyd's algorithm with k = 2
+        member = F.one_hot(_sq_distances(pixels, centres).argmin(dim=2), 2).float()  # (B, HW, 2)
+        total = member.sum(1)[..., None]  # (B, 2, 1)
+        centres = torch.where(total > 0, member.transpose(1, 2) @ pixels / total.clamp_min(1), centres)
+    d2 = _sq_distances(pixels, centres)  # (B, HW, 2)
+    assign = d2.argmin(dim=2).reshape(B, H, W)
+    on_border = torch.cat([assign[:, 0], assign[:, -1], assign[:, :, 0], assign[:, :, -1]], dim=1).float().mean(1)
+    swap = on_border > 0.5  # the cluster that owns the border is the background
+    centres = torch.where(swap[:, None, None], centres.flip(1), centres)
+    foreground = (assign == 1) ^ swap[:, None, None]
+    a, ab = centres[:, :1], centres[:, 1:] - centres[:, :1]  # (B, 1, 3): background, and the way to the foreground
+    mix = ((pixels - a) * ab).sum(-1, keepdim=True) / ab.square().sum(-1, keepdim=True).clamp_min(1e-8)
+    off_line = (pixels - a - mix.clamp(0, 1) * ab).norm(dim=-1)  # (B, HW): blurred edges lie on the line, a 3rd colour not
+    return centres, foreground, d2.min(dim=2).values.sqrt().reshape(B, H, W), off_line.reshape(B, H, W)
+
+
+def _sq_distances(pixels: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+    """(B, N, 3), (B, K, 3) -> (B, N, K) squared distances"""
+    return (pixels[:, :, None, :] - centres[:, None, :, :]).square().sum(-1)
+
+
+def best_shape(mask: torch.Tensor) -> tuple[int, float]:
+    """(H, W) foreground mask -> (class index, IoU) of the best-fitting perfect shape at its centroid and area"""
+    H, _ = mask.shape
+    area = int(mask.sum())
+    if area < 4:
+        return -1, 0.0
+    ys, xs = torch.nonzero(mask, as_tuple=True)
+    cx, cy = xs.float().mean().item() + 0.5, ys.float().mean().item() + 0.5  # pixel centres sit at +0.5
+
+    def fit(kind: int, angles: list[float]) -> tuple[float, float]:
+        """best (IoU, angle) of one class over some angles"""
+        r = math.sqrt(area / AREA[kind])
+        templates = torch.stack([_shape_mask(kind, H, cx, cy, r, a) for a in angles])  # (A, H, W)
+        iou = (templates & mask).sum((1, 2)) / (templates | mask).sum((1, 2))  # (A,)
+        return iou.max().item(), angles[int(iou.argmax())]
+
+    coarse, fine = math.radians(10), math.radians(2)
+    scores = {k: fit(k, [0.0] if SYMMETRY[k] is None else torch.arange(0, SYMMETRY[k], coarse).tolist())
+              for k in range(len(SHAPE_CLASSES))}
+    for k in sorted(scores, key=lambda k: -scores[k][0])[:2]:  # refine the two best classes around their angle
+        if SYMMETRY[k] is not None:
+            angle = scores[k][1]
+            scores[k] = max(scores[k], fit(k, [angle + d * fine for d in (-2, -1, 1, 2)]))
+    kind = max(scores, key=lambda k: scores[k][0])
+    return kind, scores[kind][0]
+
+
+@dataclass
+class Judgement:
+    """what the judge says about a batch of samples"""
+
+    recognised: float  # fraction that is two flat colours AND matches a shape
+    flat: float  # fraction that passes the two-colour test
+    matched: float  # fraction whose foreground matches a shape with IoU >= the threshold
+    mean_iou: float  # average best IoU over all samples
+    class_counts: dict[str, int] = field(default_factory=dict)  # classes among the recognised samples
+    labels: torch.Tensor | None = None  # (B,) recognised class, -1 where not recognised
+
+    def balance(self) -> float:
+        """normalised entropy of the recognised classes: 1 = all four equally often, 0 = one class only"""
+        counts = torch.tensor(list(self.class_counts.values()), dtype=torch.float64)
+        if counts.sum() == 0:
+            return 0.0
+        p = counts[counts > 0] / counts.sum()
+        return float(-(p * p.log()).sum()) / math.log(len(self.class_counts))
+
+    def __str__(self) -> str:
+        classes = ", ".join(f"{k} {v}" for k, v in self.class_counts.items())
+        return (f"recognised {100 * self.recognised:.1f}% (flat {100 * self.flat:.1f}%, shape matched "
+                f"{100 * self.matched:.1f}%, mean IoU {self.mean_iou:.2f}); {classes}; balance {self.balance():.2f}")
+
+
+@torch.no_grad()
+def judge(
+    images: torch.Tensor,
+    min_iou: float = 0.8,
+    flat_share: float = 0.8,
+    mixed_share: float = 0.95,
+    tolerance: float = 0.3,
+    contrast: float = 0.3,
+) -> Judgement:
+    """Judge generated Shapes images (B, 3, H, W) in [-1, 1] (clamped here).
+
+    Args:
+        min_iou: the foreground must overlap the best perfect shape at least this much (IoU).
+        flat_share: this share of the pixels must lie within `tolerance` of one of the two colours...
+        mixed_share: ...and this share within `tolerance` of a mixture of them (a soft edge is fine, a third
+            colour is not).
+        tolerance: distance (RGB, in [-1, 1] units) a pixel may lie from a colour and still count as it.
+        contrast: the two colours must be at least this far apart, else the image is one colour.
+    """
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3:
+        got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise InputError(f"judge expects images (B, 3, H, W), got {got}; decode latents to images first.")
+    images = images.detach().float().cpu().clamp(-1, 1)
+    centres, foreground, distance, off_line = two_colours(images)
+    pure = ((distance <= tolerance).float().mean(dim=(1, 2)) >= flat_share) & (
+        (off_line <= tolerance).float().mean(dim=(1, 2)) >= mixed_share)
+    distinct = (centres[:, 0] - centres[:, 1]).norm(dim=1) >= contrast
+    flat = pure & distinct
+    fits = [best_shape(m) for m in foreground]
+    label = torch.tensor([k for k, _ in fits])
+    iou = torch.tensor([v for _, v in fits])
+    ok = flat & (iou >= min_iou)
+    counts = {name: int(((label == k) & ok).sum()) for k, name in enumerate(SHAPE_CLASSES)}
+    return Judgement(float(ok.float().mean()), float(flat.float().mean()), float((iou >= min_iou).float().mean()),
+                     float(iou.mean()), counts, torch.where(ok, label, torch.full_like(label, -1)))

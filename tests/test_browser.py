@@ -1,0 +1,206 @@
+"""A real browser: JupyterLab on localhost, headless Chromium driven by Playwright, lesson 04's channel slider.
+
+The test opens lesson 04, runs all cells from the Run menu, waits for the channel-slider app, reads the decoded
+image (the PNG behind the widget's <img>), moves a slider with the keyboard and checks that the picture changed.
+Chromium comes from the system (Debian's `chromium`, installed by tools/install_chromium.sh); Playwright's own
+browser download is never used. A screenshot is saved on failure; the server and browser always shut down.
+"""
+
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
+LESSON = "04_latent_channels.ipynb"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-proxy-server"]
+RUN_TIMEOUT_S = 300  # the whole lesson in quick mode on a busy 2-core machine, with room to spare
+STEP_TIMEOUT_MS = 60_000
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(url: str, token: str, method: str = "GET") -> int:
+    """HTTP status of a request to the local server (proxies bypassed)"""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    request = urllib.request.Request(url, method=method, headers={"Authorization": f"token {token}"})
+    try:
+        with opener.open(request, timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as err:
+        return err.code
+
+
+@pytest.fixture
+def jupyterlab(tmp_path):
+    """JupyterLab serving a copy of notebooks/ on a random local port -> (base url, token); always stopped."""
+    root = tmp_path / "notebooks"
+    shutil.copytree(ROOT / "notebooks", root, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    settings = tmp_path / "lab-settings" / "@jupyterlab"
+    for extension, name, values in [
+        ("apputils-extension", "notification", {"fetchNews": "false", "checkForUpdates": False}),  # no news toast
+        ("notebook-extension", "tracker", {"windowingMode": "none"}),  # every cell in the DOM, even off screen
+    ]:
+        (settings / extension).mkdir(parents=True, exist_ok=True)
+        (settings / extension / f"{name}.jupyterlab-settings").write_text(json.dumps(values))
+    port, token = _free_port(), "latentlab-browser-test"
+    env = {
+        **os.environ,
+        "LATENTLAB_QUICK": "1",
+        "HF_HUB_OFFLINE": "1",
+        "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "lab-settings"),
+        "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "lab-workspaces"),
+        "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+    }
+    log = open(tmp_path / "jupyterlab.log", "w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.open_browser=False",
+         "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
+         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", "--ServerApp.terminals_enabled=False",
+         "--LabApp.extension_manager=readonly", *(["--allow-root"] if os.geteuid() == 0 else [])],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if server.poll() is not None:
+                pytest.fail(f"JupyterLab exited with code {server.returncode}; see {tmp_path / 'jupyterlab.log'}.")
+            try:
+                if _get(f"{base}/api/status", token) == 200:
+                    break
+            except OSError:  # not listening yet
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"JupyterLab did not answer on {base} within 90 s; see {tmp_path / 'jupyterlab.log'}.")
+            time.sleep(0.5)
+        yield base, token
+    finally:
+        if server.poll() is None:
+            try:
+                _get(f"{base}/api/shutdown", token, method="POST")  # stops its kernels, then itself
+                server.wait(timeout=20)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+                server.wait()
+        log.close()
+
+
+def _image_bytes(page, img) -> bytes:
+    """the bytes behind an <img> (a blob: URL made by ipywidgets.Image), fetched inside the page"""
+    data = page.evaluate(
+        "async (el) => { const r = await fetch(el.src); return Array.from(new Uint8Array(await r.arrayBuffer())); }",
+        img,
+    )
+    return bytes(data)
+
+
+def _pixels(png: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.int16)
+
+
+@pytest.fixture
+def chromium() -> Path:
+    """the system Chromium; a missing one fails the test (never a silent skip)"""
+    if not CHROMIUM.exists():
+        pytest.fail(f"Chromium is missing at {CHROMIUM}; install it with `bash tools/install_chromium.sh` "
+                    "(`make test` runs it first).")
+    return CHROMIUM
+
+
+def test_lesson04_channel_slider_redraws_in_chromium(chromium, jupyterlab, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    base, token = jupyterlab
+    assert (ROOT / "notebooks" / LESSON).exists(), f"notebooks/{LESSON} is missing"
+    started = time.monotonic()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(STEP_TIMEOUT_MS)
+        try:
+            page.goto(f"{base}/lab/tree/{LESSON}?token={token}")
+            page.locator(".jp-NotebookPanel .jp-Cell").first.wait_for()
+            # Run All needs a connected kernel, else JupyterLab asks which kernel to start; the status bar says
+            # "Python 3 (ipykernel) | Idle" once the notebook's kernelspec has started and connected
+            page.locator("#jp-main-statusbar").get_by_text(re.compile(r"ipykernel\) \| Idle")).wait_for()
+            page.locator(".lm-MenuBar-item", has_text="Run").first.click()
+            page.locator(".lm-Menu").get_by_text("Run All Cells", exact=True).click()
+            page.wait_for_timeout(1000)
+            if page.locator(".jp-Dialog").count():  # e.g. the kernel restarted meanwhile: accept the default
+                page.locator(".jp-Dialog .jp-mod-accept").click()
+
+            # wait for the app, or stop early at the first error a cell prints
+            page.wait_for_function(
+                "() => document.querySelector('.latentlab-channel-sliders') !== null || [...document.querySelectorAll("
+                "'.jp-OutputArea-output')].some(e => e.innerText.includes('Traceback (most recent call last)'))",
+                timeout=RUN_TIMEOUT_S * 1000,
+            )
+            errors = page.locator(".jp-OutputArea-output", has_text="Traceback (most recent call last)")
+            if errors.count():
+                pytest.fail(f"a cell of {LESSON} failed in JupyterLab:\n{errors.first.inner_text()[-1500:]}")
+            app = page.locator(".latentlab-channel-sliders").first
+            app.wait_for(state="visible")
+            img = app.locator("img.latentlab-decoded").first
+            img.wait_for(state="visible")
+            page.wait_for_function("(el) => el.src && el.complete && el.naturalWidth > 0", arg=img.element_handle())
+            before = _pixels(_image_bytes(page, img.element_handle()))
+            assert before.shape[0] == before.shape[1] == 256, f"decoded image is {before.shape}, expected 256x256"
+
+            handle = app.locator(".latentlab-offset-0 .noUi-handle").first
+            handle.scroll_into_view_if_needed()
+            handle.focus()
+            for _ in range(3):
+                page.keyboard.press("PageUp")  # noUiSlider: 5 steps per press
+            readout = app.locator(".latentlab-offset-0 .widget-readout").first
+            page.wait_for_function("(el) => parseFloat(el.textContent) > 0", arg=readout.element_handle())
+            # the kernel decodes once per slider value it receives; poll the picture until it shows the edit
+            app.locator(".latentlab-status", has_text="decoded in").wait_for()
+            deadline, change = time.monotonic() + STEP_TIMEOUT_MS / 1000, 0.0
+            while time.monotonic() < deadline:
+                page.wait_for_function("(el) => el.complete && el.naturalWidth > 0", arg=img.element_handle())
+                change = float(np.abs(_pixels(_image_bytes(page, img.element_handle())) - before).mean())
+                if change > 1.0:
+                    break
+                page.wait_for_timeout(500)
+            status = app.locator(".latentlab-status").first.inner_text()
+            print(f"\nbrowser test: offset 0 -> {readout.inner_text()}, mean pixel change {change:.2f}/255, "
+                  f"{status}, {time.monotonic() - started:.0f} s in the browser")
+            assert change > 1.0, f"the decoded image barely changed (mean {change:.3f}/255) after moving the slider"
+            assert "decoded in" in status
+        except BaseException:  # also pytest.fail: the screenshot is what explains a browser failure
+            shot = tmp_path / "browser-failure.png"
+            try:
+                page.screenshot(path=str(shot), full_page=True)
+                print(f"\nscreenshot of the failure: {shot}")
+            except Exception as err:  # noqa: BLE001 - the original failure matters more
+                print(f"\n(no screenshot: {err})")
+            raise
+        finally:
+            browser.close()
+

@@ -1,0 +1,70 @@
+"""latentlab.quality: the exact Shapes detector recognises real shapes (also blurred or grainy) and rejects the rest."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from latentlab import data, quality
+from latentlab.errors import InputError
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    r = torch.arange(-3, 4).float()
+    k = torch.exp(-r**2 / (2 * sigma**2))
+    k = k / k.sum()
+    h = F.pad(x, (3, 3, 3, 3), mode="replicate").reshape(-1, 1, x.shape[2] + 6, x.shape[3] + 6)
+    return F.conv2d(F.conv2d(h, k[None, None, None, :]), k[None, None, :, None]).reshape(x.shape)
+
+
+def test_area_constants_match_the_drawn_shapes():
+    for kind, coef in enumerate(quality.AREA):
+        mask = data._shape_mask(kind, 600, 300, 300, 200, 0.3)
+        assert abs(mask.sum().item() / 200**2 - coef) / coef < 0.01
+
+
+def test_real_shapes_are_recognised_with_their_own_class():
+    shapes, labels = data.shapes_batch(48, size=64, seed=3)
+    verdict = quality.judge(shapes)
+    assert verdict.recognised == 1.0 and verdict.mean_iou > 0.95
+    assert torch.equal(verdict.labels, labels)
+    assert sum(verdict.class_counts.values()) == 48 and verdict.balance() > 0.9
+    soft = quality.judge(_blur(shapes, 1.0) + 0.05 * torch.randn(shapes.shape, generator=torch.Generator().manual_seed(0)))
+    assert soft.recognised >= 0.95  # soft edges and a little grain are still a shape
+
+
+def test_noise_flat_images_and_two_shapes_are_not():
+    g = torch.Generator().manual_seed(1)
+    assert quality.judge((0.5 * torch.randn(16, 3, 64, 64, generator=g)).clamp(-1, 1)).recognised == 0.0
+    assert quality.judge(torch.zeros(4, 3, 64, 64)).recognised == 0.0  # one colour, no shape
+    a, _ = data.shapes_batch(32, size=64, seed=4)
+    b, _ = data.shapes_batch(32, size=64, seed=5)
+    two = torch.where((b - b[:, :, :1, :1]).abs().sum(1, keepdim=True) > 0.01, b, a)  # b's shape pasted onto a
+    assert quality.judge(two).recognised < 0.3
+
+
+def test_best_shape_names_a_rotated_square_and_rejects_a_ring():
+    square = data._shape_mask(1, 64, 30.5, 33.2, 16.0, math.radians(27))
+    kind, iou = quality.best_shape(square)
+    assert kind == 1 and iou > 0.93
+    ring = data._shape_mask(0, 64, 32, 32, 18, 0) & ~data._shape_mask(0, 64, 32, 32, 12, 0)
+    assert quality.best_shape(ring)[1] < 0.8
+    assert quality.best_shape(torch.zeros(64, 64, dtype=torch.bool)) == (-1, 0.0)
+
+
+def test_balance_and_bad_input():
+    even = quality.Judgement(1.0, 1.0, 1.0, 0.9, {"circle": 5, "square": 5, "triangle": 5, "cross": 5})
+    assert abs(even.balance() - 1.0) < 1e-9
+    one = quality.Judgement(1.0, 1.0, 1.0, 0.9, {"circle": 9, "square": 0, "triangle": 0, "cross": 0})
+    assert one.balance() == 0.0
+    with pytest.raises(InputError, match="decode latents to images first"):
+        quality.judge(torch.zeros(2, 4, 8, 8))
