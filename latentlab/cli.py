@@ -14,7 +14,7 @@ COMMANDS = {
     "doctor": "latentlab.doctor",
     "bench": "latentlab.compare",
     "reconstruct": "latentlab.reconstruct",
-    "train": "latentlab.train",
+    "train": "latentlab.train_cli",
 }
 
 

@@ -104,3 +104,34 @@ def test_interpolation_slider_redecodes(tiny):
     assert np.array_equal(_decode_png(image.value), widgets.render_interpolation(vae, z0, z1, 0.0))
     with pytest.raises(InputError, match="one"):
         widgets.interpolation_slider(vae, torch.cat([z0, z1]), z1)
+
+
+def test_shrunk_preview_decodes_the_shrunk_latent_at_full_size(tiny):
+    vae, z0, _ = tiny
+    preview = widgets.ShrunkPreview(vae, scale=2)
+    with torch.no_grad():
+        full, quick = vae.decode(z0), preview.decode(z0)
+        small = vae.decode(torch.nn.functional.avg_pool2d(z0, 2))
+    assert quick.shape == full.shape
+    # the preview is the decode of the half-size latent, enlarged, and costs a quarter of the decoder's positions
+    enlarged = torch.nn.functional.interpolate(small, scale_factor=2, mode="bilinear", align_corners=False)
+    assert torch.allclose(quick, enlarged) and small.shape[-1] * 2 == full.shape[-1]
+    assert widgets.render_channels(preview, z0, [1] * 4, [0] * 4).shape == widgets.render_channels(
+        vae, z0, [1] * 4, [0] * 4).shape
+    with pytest.raises(InputError, match="divisible by the preview scale 3"):
+        widgets.ShrunkPreview(vae, scale=3).decode(z0)
+    with pytest.raises(InputError, match="scale must be"):
+        widgets.ShrunkPreview(vae, scale=0)
+
+
+def test_channel_sliders_preview_then_full_decode_on_release(tiny):
+    vae, z0, _ = tiny
+    app = widgets.channel_sliders(widgets.ShrunkPreview(vae), z0, release_vae=vae)
+    sliders = [c for c in app.children[0].children if hasattr(c, "value") and isinstance(c.value, float)]
+    edited = app.children[-1].children[1].children[1]
+    before = edited.value
+    sliders[1].value = 0.5  # channel 0's offset; no event loop here, so the release decode runs at once
+    assert edited.value != before
+    assert _decode_png(edited.value).shape == _decode_png(before).shape
+    expected = widgets.png_bytes(widgets.render_channels(vae, z0, [1] * 4, [0.5, 0, 0, 0]))
+    assert edited.value == expected  # after the release, the full decoder's picture

@@ -21,10 +21,11 @@ from latentlab.data import HELDOUT_PHOTOS, PhotoCrops, heldout_images
 from latentlab.device import set_threads
 from latentlab.images import psnr
 from latentlab.pretrained import WEIGHTS_DIR, course_manifest, course_weights, sha256_file, write_manifest
-from latentlab.train import CROP_SCALE, load_checkpoint, read_checkpoint
+from latentlab.train import load_checkpoint, read_checkpoint
 from latentlab.vae import VAE, VAEConfig
 
 MARGIN_DB = 2.0  # the VAE must beat bicubic by this much
+PCA_CROP_SCALE = (0.125, 0.25)  # PCA's fitting crops: 64-128 px regions of the training photos, shrunk to 64
 
 
 def load_vae(weights: str | None) -> VAE:
@@ -42,7 +43,7 @@ def load_vae(weights: str | None) -> VAE:
 
 def pca_training_crops(n: int, size: int, seed: int) -> torch.Tensor:
     """training crops drawn like the VAE's own training data (train split only)"""
-    crops = PhotoCrops(size=size, split="train", length=n, seed=seed, scale=CROP_SCALE)
+    crops = PhotoCrops(size=size, split="train", length=n, seed=seed, scale=PCA_CROP_SCALE)
     return torch.stack([crops[i] for i in range(n)])
 
 
