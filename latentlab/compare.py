@@ -108,25 +108,31 @@ def check_sizes(resolution: int, factor: int, base: UNetConfig = BENCH_UNET) -> 
     return resolution // factor
 
 
-_FLOPS_SEEN: dict[str, dict[str, float]] = {}  # counts already made, by (resolution, factor, config)
+_COSTS: dict[str, bench.ForwardCost] = {}  # meta replays already made
+
+
+def unet_cost(channels: int, side: int, base: UNetConfig = BENCH_UNET, dtype: torch.dtype = torch.float32,
+              fused_attention: bool = True) -> bench.ForwardCost:
+    """FLOPs and memory of one benchmark-UNet forward on a (1, channels, side, side) input; meta device, cached"""
+    key = f"{channels} {side} {dtype} {fused_attention} {base!r}"
+    if key not in _COSTS:
+        with torch.device("meta"):  # shapes only: no weights to initialise
+            model = UNet(unet_config(channels, base)).to(dtype)
+        sample = torch.empty(1, channels, side, side, dtype=dtype, device="meta")
+        _COSTS[key] = bench.forward_cost(model, sample, 500, fused_attention=fused_attention)
+    return _COSTS[key]
 
 
 def step_flops(resolution: int, factor: int, base: UNetConfig = BENCH_UNET) -> dict[str, float]:
     """FLOPs of one UNet forward in each space and their ratio, counted on the meta device (no data, no memory)"""
-    side = check_sizes(resolution, factor, base)
-    key = f"{resolution} {factor} {base!r}"
-    if key in _FLOPS_SEEN:
-        return dict(_FLOPS_SEEN[key])
-    out = {}
-    for space, channels, n in (("pixel", 3, resolution), ("latent", 4, side)):
-        with torch.device("meta"):  # shapes only: no weights to initialise
-            model = UNet(unet_config(channels, base))
-        counts = bench.count_flops(model, torch.empty(1, channels, n, n, device="meta"), 500)
-        out[f"{space}_gflops"] = counts["total"] / 1e9
-        out[f"{space}_attention_share"] = counts["attention"] / counts["total"]
-    out["flops_ratio"] = out["pixel_gflops"] / out["latent_gflops"]
-    _FLOPS_SEEN[key] = out
-    return dict(out)
+    pixel, latent = unet_cost(3, resolution, base), unet_cost(4, check_sizes(resolution, factor, base), base)
+    return {
+        "pixel_gflops": pixel.flops / 1e9,
+        "pixel_attention_share": pixel.attention_flops / pixel.flops,
+        "latent_gflops": latent.flops / 1e9,
+        "latent_attention_share": latent.attention_flops / latent.flops,
+        "flops_ratio": pixel.flops / latent.flops,
+    }
 
 
 class DDIMLoop:
@@ -238,8 +244,7 @@ def compare(
     fused = dev.type in ("cpu", "cuda")  # tiled attention kernels: no full tokens x tokens matrix
     timings: dict[str, bench.Timing] = {}
     for space, shape in (("latent", latent_shape), ("pixel", pixel_shape)):
-        need = bench.estimate_memory(unets[space], torch.empty(shape, dtype=torch_dtype, device="meta"), 500,
-                                     fused_attention=fused)
+        need = unet_cost(shape[1], shape[2], base, torch_dtype, fused).peak_bytes
         setattr(result, f"{space}_estimate_mb", need / 1e6)
         try:
             bench.check_fits(need, dev, f"{space} space at {shape[2]}x{shape[3]}x{shape[1]}")
