@@ -122,13 +122,18 @@ def diagnose_reparameterize(fn: Callable) -> Verdict:
                           f"{REPARAM_HINT}")
 
 
-def check_reparameterize(fn: Callable) -> Callable:
-    """Print a verdict on the learner's reparameterize; return it if it passes, else the reference."""
-    verdict = diagnose_reparameterize(fn)
+def _check(fn: Callable, diagnose: Callable[[Callable], Verdict], reference: Callable) -> Callable:
+    """Print the verdict of diagnose(fn); return fn if it passes, else the reference, so the lesson goes on."""
+    verdict = diagnose(fn)
     print(verdict.message)
     if not verdict.passed and NOT_YET in verdict.message:
         print("  (fill in the cell above and run it again when you are ready)")
-    return fn if verdict.passed else reference_reparameterize
+    return fn if verdict.passed else reference
+
+
+def check_reparameterize(fn: Callable) -> Callable:
+    """Print a verdict on the learner's reparameterize; return it if it passes, else the reference."""
+    return _check(fn, diagnose_reparameterize, reference_reparameterize)
 
 
 # ---- exercise 2: the KL term
@@ -193,8 +198,4 @@ def diagnose_kl(fn: Callable) -> Verdict:
 
 def check_kl(fn: Callable) -> Callable:
     """Print a verdict on the learner's KL; return it if it passes, else the reference."""
-    verdict = diagnose_kl(fn)
-    print(verdict.message)
-    if not verdict.passed and NOT_YET in verdict.message:
-        print("  (fill in the cell above and run it again when you are ready)")
-    return fn if verdict.passed else reference_kl
+    return _check(fn, diagnose_kl, reference_kl)

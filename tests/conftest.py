@@ -1,9 +1,11 @@
-"""Shared test set-up: tests never touch the network (loopback stays open for the JupyterLab browser test)."""
+"""Shared test set-up: tests never touch the network (loopback stays open for the JupyterLab browser test), and
+modules of tiny-tensor tests can ask for one torch thread (`pytestmark = pytest.mark.usefixtures("one_thread")`)."""
 
 import ipaddress
 import socket
 
 import pytest
+import torch
 
 _real_connect = socket.socket.connect
 
@@ -25,3 +27,12 @@ def no_network(monkeypatch):
     """refuse every non-loopback connection made in the test process"""
     monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture
+def one_thread():
+    """tiny tensors gain nothing from threads, and on a busy machine two threads wait on each other"""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

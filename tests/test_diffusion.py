@@ -10,13 +10,7 @@ from latentlab.errors import InputError
 SCHEDULES = ["linear", "scaled_linear", "squaredcos_cap_v2"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """tiny tensors gain nothing from threads, and on a busy machine two threads wait on each other"""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _gen(seed: int = 0) -> torch.Generator:

@@ -9,13 +9,7 @@ import torch.nn.functional as F
 from latentlab import data, quality
 from latentlab.errors import InputError
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:

@@ -8,14 +8,7 @@ from diffusers.models.embeddings import get_timestep_embedding
 from latentlab.errors import InputError
 from latentlab.unet import UNet, UNetConfig, from_diffusers_config, timestep_embedding
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """tiny tensors gain nothing from threads, and on a busy machine two threads wait on each other"""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _config(attention: bool, layers_per_block: int = 1) -> UNetConfig:
