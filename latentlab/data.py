@@ -16,7 +16,8 @@ from torch.utils.data import Dataset
 from latentlab.errors import InputError
 from latentlab.images import center_crop, resize, to_tensor
 
-# name -> loader in skimage.data; every file ships with scikit-image (no download)
+# every file ships inside an installed package (no download): scikit-image's sample data, and matplotlib's
+# portrait of Grace Hopper (a U.S. Navy photograph, public domain), which adds skin tones and saturated colour
 TRAIN_PHOTOS = (
     "astronaut",
     "rocket",
@@ -25,6 +26,7 @@ TRAIN_PHOTOS = (
     "retina",
     "motorcycle_left",
     "motorcycle_right",
+    "grace_hopper",
 )
 HELDOUT_PHOTOS = ("coffee", "chelsea")  # a cup of coffee and a cat: never used for training
 PHOTOS = TRAIN_PHOTOS + HELDOUT_PHOTOS
@@ -39,6 +41,11 @@ def _photo_array(name: str) -> np.ndarray:
     if name.startswith("motorcycle_"):
         left, right, _ = skimage.data.stereo_motorcycle()
         return left if name.endswith("left") else right
+    if name == "grace_hopper":
+        import matplotlib.cbook
+        import matplotlib.pyplot as plt
+
+        return plt.imread(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
     return getattr(skimage.data, name)()
 
 

@@ -68,6 +68,16 @@ def course_manifest(name: str = "vae") -> dict:
         raise InputError(f"the manifest {path} is not valid JSON; reinstall latentlab to restore it.") from None
 
 
+def training_stages(manifest: dict) -> list[dict]:
+    """the runs that made a model, first to last: a manifest whose run started from a checkpoint (`--init`) keeps
+    the earlier run's record under "base", and so on back to the run from random weights"""
+    stages = []
+    while manifest:
+        stages.append({k: manifest.get(k) for k in ("command", "steps_done", "wall_time_s", "device")})
+        manifest = manifest.get("base")
+    return stages[::-1]
+
+
 def course_weights(name: str = "vae") -> tuple[Path, dict]:
     """(path of the verified weights file, manifest); InputError if the file is missing or its sha256 differs"""
     manifest = course_manifest(name)

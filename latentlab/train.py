@@ -14,6 +14,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
@@ -97,6 +98,45 @@ def warmup_cosine(steps: int, warmup: int = 100, final: float = 0.1) -> Callable
     return factor
 
 
+class WeightAverage:
+    """An exponential moving average of a model's parameters (Polyak & Juditsky 1992), updated after each step.
+
+    The average moves less from one step to the next than the weights themselves, so it is what gets evaluated,
+    checkpointed and returned. `decay` 0.998 averages over roughly the last 500 steps; early on the average follows
+    the weights more closely ((1 + n) / (10 + n) after n updates), so it never holds the random start for long.
+    """
+
+    def __init__(self, model: nn.Module, decay: float):
+        if not 0 < decay < 1:
+            raise InputError(f"the weight-average decay must be between 0 and 1 (e.g. 0.998), not {decay}.")
+        self.model, self.decay, self.updates = model, decay, 0
+        self.average = [p.detach().clone() for p in model.parameters()]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for avg, p in zip(self.average, self.model.parameters()):
+            avg.lerp_(p.detach(), 1 - decay)
+
+    @contextmanager
+    def applied(self):
+        """inside the block the model holds the averaged weights; its own come back afterwards"""
+        own = [p.detach().clone() for p in self.model.parameters()]
+        self.copy_to_model()
+        try:
+            yield self.model
+        finally:
+            with torch.no_grad():
+                for p, w in zip(self.model.parameters(), own):
+                    p.copy_(w)
+
+    @torch.no_grad()
+    def copy_to_model(self) -> None:
+        for p, avg in zip(self.model.parameters(), self.average):
+            p.copy_(avg)
+
+
 def fit(
     model: nn.Module,
     loss_fn: Callable[[nn.Module, torch.Tensor], dict[str, torch.Tensor]],
@@ -112,6 +152,7 @@ def fit(
     device: torch.device | str = "cpu",
     desc: str = "train",
     time_budget_s: float | None = None,
+    average: float | None = None,
 ) -> list[dict]:
     """Run `steps` optimizer steps of loss_fn(model, batch)["loss"]; returns the history, one dict per step.
 
@@ -124,21 +165,33 @@ def fit(
         metadata: called at each save for the metadata to store (the step is added).
         time_budget_s: stop after the step that reaches this many seconds (then `steps` is only an upper bound);
             for comparisons at equal wall-clock time.
+        average: with a decay (e.g. 0.998), a WeightAverage of the weights is what is evaluated, checkpointed and
+            left in the model at the end.
     Ctrl-C (KeyboardInterrupt) stops the loop, saves the checkpoint, and returns the history so far with
     "interrupted": True in its last entry: the model is usable.
     """
     history: list[dict] = []
     start = time.perf_counter()
+    averaged = WeightAverage(model, average) if average is not None else None
+
+    @contextmanager
+    def judged():  # the weights that are evaluated and saved: the average, if there is one
+        if averaged is None:
+            yield
+        else:
+            with averaged.applied():
+                yield
 
     def save(step: int) -> None:
         if checkpoint is not None:
-            save_checkpoint(checkpoint, model, {**(metadata() if metadata else {}), "step": step})
+            with judged():
+                save_checkpoint(checkpoint, model, {**(metadata() if metadata else {}), "step": step})
 
     def check(entry: dict) -> None:
         if evaluate is None:
             return
         model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), judged():
             entry.update(evaluate(model))
         model.train()
         bar.write(f"step {entry['step']}: " + ", ".join(f"{k} {v:.4g}" for k, v in entry.items() if k != "step"))
@@ -154,6 +207,8 @@ def fit(
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()
+            if averaged is not None:
+                averaged.update()
             entry = {"step": step, **{k: float(v.detach()) for k, v in logs.items()}, "time_s": time.perf_counter() - start}
             history.append(entry)
             bar.update(1)
@@ -171,6 +226,8 @@ def fit(
         bar.write(f"interrupted after {len(history)} steps; saving what was learned so far.")
     finally:
         bar.close()
+    if averaged is not None:
+        averaged.copy_to_model()
     model.eval()
     save(len(history))
     return history
@@ -227,12 +284,16 @@ def train_vae(
     checkpoint_every: int = 500,
     device: torch.device | str = "cpu",
     metadata: Callable[[], dict] | None = None,
+    init: str | Path | None = None,
+    average: float | None = None,
 ):
     """Train a course VAE on random crops of the training photos -> (vae, history).
 
     Args:
         config: a VAEConfig (default: the course VAE's).
-        crop: side of the training crops; the model is convolutional, so it then works at any multiple of 8.
+        crop: side of the training crops; the model is convolutional, so it then works at any multiple of 8. But
+            its GroupNorm layers normalise over the whole picture, so a model that saw only small crops shifts the
+            colours of whole photos; the shipped VAE ends with runs on larger crops (`init`; docs/vae.md).
         crop_scale: crop region side as a fraction of a photo's shorter side (512 px at most) before it is
             resized to `crop`: (0.06, 0.3) takes 30-150 px regions, a spread of scales around the pixel density
             of the 256x256 lesson images (photos of 300-600 px shrunk to 256).
@@ -244,6 +305,8 @@ def train_vae(
         rgb_shuffle: shuffle each crop's colour channels, a colour augmentation for a training set of few photos;
             off by default, as the trial with it on trained slower (docs/vae.md).
         out: safetensors path for periodic and final checkpoints.
+        init: a checkpoint of the same config to start from (a second stage of training) instead of random weights.
+        average: decay of a WeightAverage of the weights (e.g. 0.998); the average is evaluated, saved and returned.
     """
     from latentlab.data import PhotoCrops, batches, heldout_images
     from latentlab.device import seed_everything
@@ -251,6 +314,8 @@ def train_vae(
 
     generator = seed_everything(seed)
     vae = VAE(config)
+    if init is not None:
+        load_checkpoint(init, vae)
     data = PhotoCrops(size=crop, split="train", length=max(steps, 1) * batch_size, seed=seed, scale=crop_scale)
     heldout = heldout_images(eval_size)  # watched during training, never trained on
     optimizer = torch.optim.AdamW(vae.parameters(), lr=lr, betas=(0.9, 0.99), weight_decay=1e-4)
@@ -270,6 +335,7 @@ def train_vae(
         metadata=metadata,
         device=device,
         desc="train vae",
+        average=average,
     )
     # latents are scaled to unit variance before diffusion; SD measured 0.18215 the same way
     sample = torch.stack([data[i] for i in range(min(len(data), 256))])

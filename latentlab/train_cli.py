@@ -41,6 +41,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     vae.add_argument("--block-out-channels", default="16,16,32,64", help="comma-separated, one per resolution")
     vae.add_argument("--layers-per-block", type=int, default=1)
     vae.add_argument("--norm-num-groups", type=int, default=8)
+    vae.add_argument("--init", default=None,
+                     help="start from this checkpoint (a second stage of training); its config replaces the model options")
+    vae.add_argument("--average", type=float, default=None,
+                     help="keep a moving average of the weights with this decay (e.g. 0.998) and ship the average")
     vae.add_argument("--seed", type=int, default=0)
     vae.add_argument("--eval-every", type=int, default=1000, help="held-out PSNR every N steps")
     vae.add_argument("--checkpoint-every", type=int, default=1000)
@@ -93,6 +97,7 @@ def _command(args: argparse.Namespace, options: list[str]) -> str:
 def _run_vae(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
+    from latentlab.data import TRAIN_PHOTOS
     from latentlab.device import describe, pick_device, set_threads
     from latentlab.pretrained import sha256_file, write_manifest
     from latentlab.vae import VAEConfig
@@ -113,11 +118,18 @@ def _run_vae(args: argparse.Namespace) -> int:
         raise InputError("--steps and --batch-size must be positive.")
     config = VAEConfig(block_out_channels=channels, layers_per_block=args.layers_per_block,
                        norm_num_groups=args.norm_num_groups)
+    architecture = ["--block-out-channels", "--layers-per-block", "--norm-num-groups"]
+    base = None
+    if args.init is not None:
+        config, base = _base_checkpoint(Path(args.init))
+        architecture = ["--init"]
+    if args.average is not None and not 0 < args.average < 1:
+        raise InputError(f"--average {args.average} must be a decay between 0 and 1, e.g. 0.998.")
     set_threads(args.threads)
     device = pick_device(args.device)
     options = ["--steps", "--batch-size", "--crop", "--crop-scale", "--lr", "--beta", "--reconstruction", "--rgb-shuffle",
-               "--block-out-channels", "--layers-per-block", "--norm-num-groups", "--seed", "--eval-every",
-               "--checkpoint-every", "--device", "--threads", "--out"]
+               *architecture, "--average", "--seed", "--eval-every", "--checkpoint-every", "--device", "--threads",
+               "--out"]
     command = _command(args, options)
     out = Path(args.out)
     print(f"{command}\non {describe(device)}", file=sys.stderr)
@@ -127,6 +139,7 @@ def _run_vae(args: argparse.Namespace) -> int:
         args.rgb_shuffle == "yes", args.seed, out,
         args.eval_every, checkpoint_every=args.checkpoint_every, device=device,
         metadata=lambda: {"config": asdict(config), "command": command},
+        init=args.init, average=args.average,
     )
     wall = time.perf_counter() - start
     last = history[-1]
@@ -135,7 +148,8 @@ def _run_vae(args: argparse.Namespace) -> int:
         "command": command,
         "seed": args.seed,
         "data": f"latentlab.data.PhotoCrops(size={args.crop}, split='train', seed={args.seed}, scale={crop_scale}): "
-                "random crops of the training photos; the held-out photos are never trained on",
+                f"random crops of the training photos ({', '.join(TRAIN_PHOTOS)}); the held-out photos are never "
+                "trained on",
         "steps": args.steps,
         "steps_done": len(history),
         "interrupted": bool(last.get("interrupted")),
@@ -148,10 +162,36 @@ def _run_vae(args: argparse.Namespace) -> int:
                     for h in history if h["step"] % 25 == 0 or "heldout_psnr" in h],
         "sha256": sha256_file(out),
     }
+    if base is not None:
+        manifest["base"] = base
     write_manifest(out.with_suffix(".json"), manifest)
     print(f"wrote {out} and {out.with_suffix('.json')} after {len(history)} steps in {wall:.0f} s; held-out PSNR "
           f"{last.get('heldout_psnr', float('nan')):.2f} dB", file=sys.stderr)
     return 0
+
+
+def _base_checkpoint(path: Path):
+    """--init: the checkpoint's VAEConfig, and what the new manifest says about it (its own manifest, if beside it)"""
+    import json
+
+    from latentlab.pretrained import sha256_file
+    from latentlab.train import read_checkpoint
+    from latentlab.vae import VAEConfig
+
+    _, metadata = read_checkpoint(path)
+    if "config" not in metadata:
+        raise InputError(f"{path} holds no VAE config in its metadata; --init needs a checkpoint from `latentlab train vae`.")
+    config = VAEConfig(**json.loads(metadata["config"]))
+    base = {"file": str(path), "sha256": sha256_file(path), "command": metadata.get("command")}
+    manifest_path = path.with_suffix(".json")
+    if manifest_path.is_file():  # carry the first stage's record forward: how it was made and what it scored
+        earlier = json.loads(manifest_path.read_text())
+        keep = ("command", "seed", "data", "steps_done", "wall_time_s", "device", "torch", "final", "heldout", "note",
+                "base")
+        base.update({k: earlier[k] for k in keep if k in earlier})
+        base["heldout_psnr_history"] = [[h["step"], h["heldout_psnr"]] for h in earlier.get("history", [])
+                                        if "heldout_psnr" in h]
+    return config, base
 
 
 def _run_unet(args: argparse.Namespace) -> int:

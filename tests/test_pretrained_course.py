@@ -10,7 +10,7 @@ from latentlab.baselines import bicubic_roundtrip
 from latentlab.data import heldout_images
 from latentlab.errors import InputError
 from latentlab.images import psnr
-from latentlab.pretrained import WEIGHTS_DIR, course_manifest, load_course_vae, sha256_file
+from latentlab.pretrained import WEIGHTS_DIR, course_manifest, load_course_vae, sha256_file, training_stages
 
 
 def test_course_vae_loads_in_eval_mode_with_sd_latent_geometry():
@@ -48,6 +48,22 @@ def test_manifest_metrics_and_verdict_are_true():
     assert held["target_met"] is met
 
 
+def test_manifest_untouched_photo_numbers_are_true():
+    """the independent check (greyscale photos no run trained on or was chosen by) is recorded truthfully"""
+    import skimage.data
+
+    from latentlab.images import center_crop, resize, to_tensor
+
+    check = course_manifest("vae")["heldout"]["untouched"]
+    size = check["size"]
+    photos = torch.cat([center_crop(resize(to_tensor(getattr(skimage.data, n)()), size), size) for n in check["images"]])
+    with torch.no_grad():
+        vae_psnr = psnr(load_course_vae("cpu")(photos).clamp(-1, 1), photos)
+    keep = course_manifest("vae")["heldout"]["values_kept"]
+    assert vae_psnr.tolist() == pytest.approx(check["psnr_db"]["vae"], abs=0.02)
+    assert psnr(bicubic_roundtrip(photos, keep), photos).tolist() == pytest.approx(check["psnr_db"]["bicubic"], abs=0.02)
+
+
 @pytest.fixture
 def weights_copy(tmp_path, monkeypatch):
     for suffix in (".safetensors", ".json"):
@@ -74,3 +90,12 @@ def test_missing_weights_are_reported(weights_copy):
 def test_unknown_model_name_lists_what_ships():
     with pytest.raises(InputError, match="shipped: .*vae"):
         course_manifest("no_such_model")
+
+
+def test_training_stages_read_the_chain_of_runs_first_to_last():
+    manifest = {"command": "c", "steps_done": 3, "wall_time_s": 3.0,
+                "base": {"command": "b", "steps_done": 2, "wall_time_s": 2.0,
+                         "base": {"command": "a", "steps_done": 1, "wall_time_s": 1.0, "device": "cpu"}}}
+    stages = training_stages(manifest)
+    assert [s["command"] for s in stages] == ["a", "b", "c"] and stages[0]["device"] == "cpu"
+    assert [s["command"] for s in training_stages(course_manifest("vae"))][-1] == course_manifest("vae")["command"]

@@ -11,6 +11,7 @@ import latentlab.train as train
 from latentlab.cli import main
 from latentlab.errors import InputError
 from latentlab.train import (
+    WeightAverage,
     fit,
     load_checkpoint,
     read_checkpoint,
@@ -207,9 +208,82 @@ def test_train_vae_command_writes_weights_and_manifest(tmp_path, capsys):
     assert vae.config.scaling_factor > 0 and vae.config.block_out_channels == (8, 16)
 
 
+def test_weight_average_follows_the_weights_with_a_lag_and_swaps_back():
+    model = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    average = WeightAverage(model, decay=0.9)
+    for _ in range(200):
+        with torch.no_grad():
+            model.weight.fill_(1.0)
+        average.update()
+    assert average.average[0].item() == pytest.approx(1.0, abs=1e-6)  # a constant weight is averaged to itself
+    with torch.no_grad():
+        model.weight.fill_(3.0)
+    average.update()
+    assert average.average[0].item() == pytest.approx(1.0 + 0.1 * 2.0)  # one step moves it by 1 - decay
+    with average.applied():
+        assert model.weight.item() == pytest.approx(1.2)
+    assert model.weight.item() == 3.0  # the model's own weights are back
+    with pytest.raises(InputError, match="between 0 and 1"):
+        WeightAverage(model, decay=1.0)
+
+
+def test_fit_with_an_average_evaluates_saves_and_returns_the_average(tmp_path):
+    vae, x = _vae(), _smooth_images()
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=3e-3)
+    seen = []
+
+    def evaluate(model):
+        seen.append([p.detach().clone() for p in model.parameters()])
+        return {}
+
+    fit(vae, lambda m, b: vae_loss(m, b, reconstruction="mse"), _fixed_batches(x), 20, optimizer, evaluate=evaluate,
+        eval_every=20, checkpoint=tmp_path / "c.safetensors", average=0.9)
+    own = [p.detach() for p in vae.parameters()]  # what fit left in the model
+    assert all(torch.equal(a, b) for a, b in zip(seen[-1], own))  # the evaluated weights are the returned ones
+    reloaded = _vae(1)
+    load_checkpoint(tmp_path / "c.safetensors", reloaded)
+    assert _same_weights(reloaded, vae)
+    plain = _vae()
+    fit(plain, lambda m, b: vae_loss(m, b, reconstruction="mse"), _fixed_batches(x), 20,
+        torch.optim.AdamW(plain.parameters(), lr=3e-3))
+    assert not _same_weights(plain, vae)  # the same run without the average ends elsewhere
+
+
+def test_train_vae_command_continues_from_a_checkpoint(tmp_path):
+    first = tmp_path / "first.safetensors"
+    assert main(["train", "vae", "--steps", "2", "--batch-size", "2", "--crop", "16", "--block-out-channels", "8,16",
+                 "--norm-num-groups", "4", "--eval-every", "2", "--threads", "1", "--device", "cpu",
+                 "--out", str(first)]) == 0
+    second = tmp_path / "second.safetensors"
+    assert main(["train", "vae", "--init", str(first), "--steps", "3", "--batch-size", "1", "--crop", "32",
+                 "--average", "0.9", "--seed", "1", "--eval-every", "3", "--threads", "1", "--device", "cpu",
+                 "--out", str(second)]) == 0
+    manifest = json.loads(second.with_suffix(".json").read_text())
+    first_manifest = json.loads(first.with_suffix(".json").read_text())
+    assert manifest["config"]["block_out_channels"] == [8, 16]  # the architecture comes from the checkpoint
+    assert f"--init {first}" in manifest["command"] and "--average 0.9" in manifest["command"]
+    assert "--block-out-channels" not in manifest["command"]
+    base = manifest["base"]
+    assert base["sha256"] == first_manifest["sha256"] and base["command"] == first_manifest["command"]
+    assert base["steps_done"] == 2 and base["heldout_psnr_history"][-1][0] == 2
+    vae = VAE(VAEConfig(**manifest["config"]))
+    load_checkpoint(second, vae)
+
+
+def test_train_vae_command_rejects_a_checkpoint_without_a_config(tmp_path, capsys):
+    bare = tmp_path / "bare.safetensors"
+    save_checkpoint(bare, _vae())
+    assert main(["train", "vae", "--init", str(bare), "--out", str(tmp_path / "x.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert "holds no VAE config" in err and err.count("\n") == 1
+
+
 @pytest.mark.parametrize(
     "args,words",
     [
+        (["--average", "1.5"], "decay between 0 and 1"),
         (["--crop", "20"], "multiple of the VAE factor"),
         (["--block-out-channels", "8,x"], "integers joined by commas"),
         (["--crop-scale", "0.5"], "two fractions"),
