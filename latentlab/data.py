@@ -29,7 +29,10 @@ TRAIN_PHOTOS = (
     "grace_hopper",
 )
 HELDOUT_PHOTOS = ("coffee", "chelsea")  # a cup of coffee and a cat: never used for training
-PHOTOS = TRAIN_PHOTOS + HELDOUT_PHOTOS
+# greyscale photos (loaded as R = G = B) that no shipped model trained on and no recipe was chosen by: an
+# independent check beside the held-out pair, which also served to choose recipes (tools/eval_vae.py)
+CHECK_PHOTOS = ("camera", "moon", "coins", "brick", "grass", "gravel")
+PHOTOS = TRAIN_PHOTOS + HELDOUT_PHOTOS + CHECK_PHOTOS
 
 
 @functools.cache

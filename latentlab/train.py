@@ -14,7 +14,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Literal
 
@@ -174,13 +174,8 @@ def fit(
     start = time.perf_counter()
     averaged = WeightAverage(model, average) if average is not None else None
 
-    @contextmanager
-    def judged():  # the weights that are evaluated and saved: the average, if there is one
-        if averaged is None:
-            yield
-        else:
-            with averaged.applied():
-                yield
+    def judged():  # the weights that are evaluated and saved: the average, while training with one
+        return averaged.applied() if averaged is not None else nullcontext()
 
     def save(step: int) -> None:
         if checkpoint is not None:
@@ -227,7 +222,8 @@ def fit(
     finally:
         bar.close()
     if averaged is not None:
-        averaged.copy_to_model()
+        averaged.copy_to_model()  # the model now holds the average for good
+        averaged = None
     model.eval()
     save(len(history))
     return history

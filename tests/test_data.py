@@ -7,6 +7,7 @@ from latentlab.errors import InputError
 
 def test_train_and_heldout_photos_are_disjoint_and_load_offline():
     assert not set(data.TRAIN_PHOTOS) & set(data.HELDOUT_PHOTOS)
+    assert not set(data.CHECK_PHOTOS) & (set(data.TRAIN_PHOTOS) | set(data.HELDOUT_PHOTOS))
     for name in data.PHOTOS:
         x = data.load_photo(name)
         assert x.ndim == 4 and x.shape[:2] == (1, 3) and -1 <= x.min() and x.max() <= 1

@@ -7,7 +7,7 @@ import torch
 
 import latentlab.pretrained as pretrained
 from latentlab.baselines import bicubic_roundtrip
-from latentlab.data import heldout_images
+from latentlab.data import CHECK_PHOTOS, heldout_images, load_photo
 from latentlab.errors import InputError
 from latentlab.images import psnr
 from latentlab.pretrained import WEIGHTS_DIR, course_manifest, load_course_vae, sha256_file, training_stages
@@ -50,13 +50,9 @@ def test_manifest_metrics_and_verdict_are_true():
 
 def test_manifest_untouched_photo_numbers_are_true():
     """the independent check (greyscale photos no run trained on or was chosen by) is recorded truthfully"""
-    import skimage.data
-
-    from latentlab.images import center_crop, resize, to_tensor
-
     check = course_manifest("vae")["heldout"]["untouched"]
-    size = check["size"]
-    photos = torch.cat([center_crop(resize(to_tensor(getattr(skimage.data, n)()), size), size) for n in check["images"]])
+    assert tuple(check["images"]) == CHECK_PHOTOS
+    photos = torch.cat([load_photo(name, check["size"]) for name in check["images"]])
     with torch.no_grad():
         vae_psnr = psnr(load_course_vae("cpu")(photos).clamp(-1, 1), photos)
     keep = course_manifest("vae")["heldout"]["values_kept"]

@@ -20,7 +20,7 @@ import time
 import torch
 
 from latentlab.baselines import PatchPCA, bicubic_roundtrip, latent_values
-from latentlab.data import HELDOUT_PHOTOS, PhotoCrops, heldout_images
+from latentlab.data import CHECK_PHOTOS, HELDOUT_PHOTOS, PhotoCrops, heldout_images, load_photo
 from latentlab.device import set_threads
 from latentlab.images import psnr
 from latentlab.pretrained import WEIGHTS_DIR, course_manifest, course_weights, sha256_file, write_manifest
@@ -74,24 +74,15 @@ def evaluate(vae: VAE, size: int = 256, pca_crops: int = 1024, seed: int = 0) ->
     }
 
 
-# greyscale photos in scikit-image that no shipped run trained on and no recipe choice looked at: an independent
-# check that what the held-out photos say is not an artefact of choosing recipes on them
-UNTOUCHED = ("camera", "moon", "coins", "brick", "grass", "gravel")
-
-
 def untouched_check(vae: VAE, size: int = 256) -> dict:
-    """PSNR (dB) of the VAE and of bicubic on the UNTOUCHED photos (grey, so R = G = B), side by side"""
-    import skimage.data
-
-    from latentlab.images import center_crop, resize, to_tensor
-
-    photos = torch.cat([center_crop(resize(to_tensor(getattr(skimage.data, name)()), size), size) for name in UNTOUCHED])
+    """PSNR (dB) of the VAE and of bicubic on data.CHECK_PHOTOS (grey, so R = G = B), side by side"""
+    photos = torch.cat([load_photo(name, size) for name in CHECK_PHOTOS])
     keep = latent_values(size, size, vae.factor, vae.config.latent_channels)
     with torch.no_grad():
         recon = vae(photos).clamp(-1, 1)
     rows = {"vae": psnr(recon, photos), "bicubic": psnr(bicubic_roundtrip(photos, keep), photos)}
     return {
-        "images": list(UNTOUCHED),
+        "images": list(CHECK_PHOTOS),
         "size": size,
         "psnr_db": {name: [round(v, 2) for v in values.tolist()] for name, values in rows.items()},
         "mean_psnr_db": {name: round(values.mean().item(), 2) for name, values in rows.items()},
@@ -134,7 +125,7 @@ def main() -> int:
     result["target_met"] = ok
     check = untouched_check(vae, args.size)
     m = check["mean_psnr_db"]
-    check_line = (f"untouched greyscale photos ({', '.join(UNTOUCHED)}), not part of the target: VAE {m['vae']:.2f} dB, "
+    check_line = (f"untouched greyscale photos ({', '.join(CHECK_PHOTOS)}), not part of the target: VAE {m['vae']:.2f} dB, "
                   f"bicubic {m['bicubic']:.2f} dB, VAE - bicubic = {m['vae'] - m['bicubic']:+.2f} dB")
     result["untouched"] = check
     print(json.dumps(result) if args.json
