@@ -112,8 +112,6 @@ def _run_vae(args: argparse.Namespace) -> int:
         crop_scale = ()
     if len(crop_scale) != 2 or not 0 < crop_scale[0] <= crop_scale[1] <= 1:
         raise InputError(f"--crop-scale {args.crop_scale!r} must be two fractions lo,hi with 0 < lo <= hi <= 1.")
-    if args.crop % 2 ** (len(channels) - 1):
-        raise InputError(f"--crop {args.crop} must be a multiple of the VAE factor {2 ** (len(channels) - 1)}.")
     if args.steps < 1 or args.batch_size < 1:
         raise InputError("--steps and --batch-size must be positive.")
     config = VAEConfig(block_out_channels=channels, layers_per_block=args.layers_per_block,
@@ -123,6 +121,8 @@ def _run_vae(args: argparse.Namespace) -> int:
     if args.init is not None:
         config, base = _base_checkpoint(Path(args.init))
         architecture = ["--init"]
+    if args.crop % config.factor:  # the factor of the model actually trained: --init's checkpoint decides it
+        raise InputError(f"--crop {args.crop} must be a multiple of the VAE factor {config.factor}.")
     if args.average is not None and not 0 < args.average < 1:
         raise InputError(f"--average {args.average} must be a decay between 0 and 1, e.g. 0.998.")
     set_threads(args.threads)

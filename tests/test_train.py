@@ -272,6 +272,16 @@ def test_train_vae_command_continues_from_a_checkpoint(tmp_path):
     load_checkpoint(second, vae)
 
 
+def test_train_vae_command_checks_the_crop_against_the_checkpoints_factor(tmp_path, capsys):
+    first = tmp_path / "first.safetensors"  # factor 16: five resolutions (the command-line default is factor 8)
+    assert main(["train", "vae", "--steps", "1", "--batch-size", "1", "--crop", "16", "--block-out-channels",
+                 "8,8,8,8,8", "--norm-num-groups", "4", "--eval-every", "1", "--threads", "1", "--device", "cpu",
+                 "--out", str(first)]) == 0
+    capsys.readouterr()
+    assert main(["train", "vae", "--init", str(first), "--crop", "24", "--out", str(tmp_path / "x.safetensors")]) == 2
+    assert "multiple of the VAE factor 16" in capsys.readouterr().err
+
+
 def test_train_vae_command_rejects_a_checkpoint_without_a_config(tmp_path, capsys):
     bare = tmp_path / "bare.safetensors"
     save_checkpoint(bare, _vae())
