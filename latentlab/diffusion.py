@@ -19,6 +19,9 @@ from latentlab.errors import InputError
 
 BetaSchedule = Literal["linear", "scaled_linear", "squaredcos_cap_v2"]  # the names diffusers uses
 
+# Stable Diffusion 1.x's noise schedule, as in its scheduler_config.json: the one place these numbers are written
+SD_SCHEDULE = {"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear"}
+
 
 # ---- schedules: how much noise each of the T steps adds
 
