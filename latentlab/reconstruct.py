@@ -29,7 +29,7 @@ from latentlab.pretrained import load_course_vae
 
 MAX_SIDE = 1024  # default --max-side: 1024x683 takes ~1 GB and a few seconds on a laptop CPU
 MIN_SIDE = 8  # the VAE's factor: the smallest side that still has one latent value
-OVERHEAD = 1.25  # resident memory / meta-replay estimate: measured 1.05-1.1 on a CPU (docs/benchmarks.md), plus slack
+OVERHEAD = 1.25  # resident memory / meta-replay estimate: about 1.0 measured at 4000x3000 (docs/benchmarks.md)
 
 
 def crop_to_multiple(x: torch.Tensor, factor: int = 8) -> tuple[torch.Tensor, str | None]:
@@ -57,25 +57,41 @@ def latent_picture(z: torch.Tensor, tile: int = 256) -> Image.Image:
     return Image.fromarray((row.numpy() * 255).round().astype(np.uint8), mode="L")
 
 
-def estimate(vae, width: int, height: int, device: torch.device) -> tuple[int, float]:
-    """bytes and seconds for the VAE round trip of one width x height image: a meta replay, timed by a small run"""
-    lc, f = vae.config.latent_channels, vae.factor
+def estimate_memory(vae, width: int, height: int) -> int:
+    """bytes the VAE round trip of one width x height image needs: a meta replay of encoder and decoder (no data)"""
+    f = vae.factor
     encoder = forward_cost(vae.encoder, torch.empty(1, 3, height, width))
-    decoder = forward_cost(vae.decoder, torch.empty(1, lc, height // f, width // f))
-    side = 128 if device.type == "cuda" else 32  # latent side of the timed run: big enough to keep the device busy
-    small = torch.zeros(1, 3, side * f, side * f, device=device)
-    small_flops = forward_cost(vae.encoder, small).flops + forward_cost(vae.decoder, torch.empty(1, lc, side, side)).flops
-    times = []
-    with torch.no_grad():
-        for _ in range(3):  # the first run pays one-off set-up costs; the fastest of the rest is the least disturbed
-            start = time.perf_counter()
-            vae(small)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            times.append(time.perf_counter() - start)
+    decoder = forward_cost(vae.decoder, torch.empty(1, vae.config.latent_channels, height // f, width // f))
     image_bytes = 2 * 3 * height * width * 4  # the input and the reconstruction, float32
-    need = OVERHEAD * max(encoder.peak_bytes, decoder.peak_bytes) + image_bytes
-    return int(need), (encoder.flops + decoder.flops) / small_flops * min(times[1:])
+    return int(OVERHEAD * max(encoder.peak_bytes, decoder.peak_bytes) + image_bytes)
+
+
+def estimate_seconds(vae, width: int, height: int, device: torch.device) -> float:
+    """seconds for the round trip: its FLOPs (meta replay) at the rate of a timed 256x256 run (1024x1024 on CUDA)"""
+    small_side = 1024 if device.type == "cuda" else 256
+    threads = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(1)  # one thread times steadily even on a busy machine; the threads then add up
+    times = []
+    try:
+        small = torch.zeros(1, 3, small_side, small_side, device=device)
+        with torch.no_grad():
+            for _ in range(3):  # the first run pays one-off set-up costs
+                start = time.perf_counter()
+                vae(small)
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                times.append(time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(threads)
+    rate = _flops(vae, small_side, small_side) / min(times[1:]) * (threads if device.type == "cpu" else 1)
+    return _flops(vae, width, height) / rate
+
+
+def _flops(vae, width: int, height: int) -> int:
+    f = vae.factor
+    return (forward_cost(vae.encoder, torch.empty(1, 3, height, width)).flops
+            + forward_cost(vae.decoder, torch.empty(1, vae.config.latent_channels, height // f, width // f)).flops)
 
 
 def reconstruct_file(image: str | Path, out: str | Path | None = None, max_side: int = MAX_SIDE,
@@ -105,13 +121,13 @@ def reconstruct_file(image: str | Path, out: str | Path | None = None, max_side:
     if min(size) == 0:
         raise InputError(f"{image.name} is {width}x{height} pixels, which becomes {shrunk[0]}x{shrunk[1]} with "
                          f"--max-side {max_side}; the VAE needs at least {vae.factor} pixels on each side.")
-    with _memory_errors(size, dev):
-        need, seconds = estimate(vae, *size, dev)
-    free = available_memory(dev)
+    need, free = estimate_memory(vae, *size), available_memory(dev)
     if need > 0.9 * free:
         fits = max(MIN_SIDE * 8, int(max(size) * (0.9 * free / need) ** 0.5) // 64 * 64)
         raise InputError(f"reconstructing {size[0]}x{size[1]} needs about {need / 1e9:.1f} GB but {free / 1e9:.1f} "
                          f"GB is free on {describe(dev)}; use a smaller --max-side, e.g. {fits}.")
+    with _memory_errors(size, dev):
+        seconds = estimate_seconds(vae, *size, dev)
     if report is not None:
         report(f"reconstructing {size[0]}x{size[1]} on {describe(dev)}: about {need / 1e9:.1f} GB and "
                f"{_duration(seconds)}")
@@ -136,7 +152,7 @@ def reconstruct_file(image: str | Path, out: str | Path | None = None, max_side:
         "compression": round(x[0].numel() / z[0].numel(), 3),  # 48.0: 3 H W pixel values per 4 H/8 W/8 latent values
         "psnr": round(psnr(recon, x).item(), 3),
         "device": describe(torch.device(z.device)),
-        "estimate": {"memory_gb": round(need / 1e9, 3), "seconds": round(seconds, 2)},
+        "estimate": {"memory_gb": float(f"{need / 1e9:.3g}"), "seconds": float(f"{seconds:.3g}")},  # 3 digits
         "seconds": round(elapsed, 2),
     }
 
