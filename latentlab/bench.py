@@ -259,11 +259,12 @@ def check_fits(need: int, device: torch.device | str | None = None, what: str = 
     device = torch.device(device) if device is not None else pick_device()
     free = available_memory(device)
     if overhead * need > margin * free:
-        raise MemoryWontFit(f"{what} needs about {_human(overhead * need)} but only {_human(free)} is free on "
-                            f"{describe(device)}; skipped it (choose a smaller size).")
+        raise MemoryWontFit(f"{what} needs about {format_bytes(overhead * need)} but only {format_bytes(free)} is "
+                            f"free on {describe(device)}; skipped it (choose a smaller size).")
 
 
-def _human(nbytes: float) -> str:
+def format_bytes(nbytes: float) -> str:
+    """bytes -> "5.4 GB" (powers of 1000)"""
     for unit in ("B", "KB", "MB", "GB"):
         if abs(nbytes) < 1000:
             return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
