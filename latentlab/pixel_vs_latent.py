@@ -318,8 +318,9 @@ def _time_decode(result: Comparison, dev: torch.device, dtype: torch.dtype, fmt:
     seconds = cost.flops / flops_per_s
     warmup, result.decode_repeats = (0, 1) if seconds > LONG_DECODE_S else (1, 3)
     if seconds > LONG_DECODE_S:
-        print(f"{what} needs about {bench.format_bytes(cost.peak_bytes)} and roughly {seconds:.0f} s here "
-              f"({cost.flops / 1e12:.1f} TFLOPs at the latent pass's {flops_per_s / 1e9:.0f} GFLOP/s); "
+        duration = f"{seconds / 60:.0f} min" if seconds >= 120 else f"{seconds:.0f} s"
+        print(f"{what} needs about {bench.format_bytes(cost.peak_bytes)} and roughly {duration} here "
+              f"({cost.flops / 1e9:,.0f} GFLOPs at the latent pass's {flops_per_s / 1e9:.0f} GFLOP/s); "
               "timing it once (--no-decode skips it) ...", file=sys.stderr, flush=True)
     timing = bench.time_fn(lambda: vae.decode(z), warmup=warmup, repeats=result.decode_repeats, device=dev)
     result.decode_ms, result.decode_iqr_ms = timing.median_ms, timing.iqr_ms
