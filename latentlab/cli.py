@@ -12,7 +12,7 @@ from latentlab.errors import InputError
 
 COMMANDS = {
     "doctor": "latentlab.doctor",
-    "bench": "latentlab.compare",
+    "bench": "latentlab.pixel_vs_latent",
     "reconstruct": "latentlab.reconstruct",
     "train": "latentlab.train_cli",
 }
