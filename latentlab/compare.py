@@ -161,7 +161,7 @@ def course_decoder(factor: int, device: torch.device, dtype: torch.dtype = torch
 
     if factor == 8:
         try:
-            from latentlab.pretrained import load_course_vae
+            from latentlab.checkpoints import load_course_vae
 
             return load_course_vae(device).to(dtype), "course VAE, shipped weights"
         except InputError:  # not shipped (yet) or corrupt: time the same architecture
