@@ -5,6 +5,9 @@ load through diffusers: ids, pinned revisions and mirrors in one table (`SD_MODE
 `LatentCodec`, takes images in [-1, 1] and gives the *scaled* latents SD's UNet sees (a latentlab `VAE.encode`
 gives the raw posterior instead). Offline, the `*_or_course` loaders continue with the course VAE, which has the same
 latent geometry. `hub_unreachable` is the one check of the model hub (`latentlab doctor` asks it too).
+
+It is longer than latentlab's other modules (~380 lines) because it is all of lesson 09 and only lesson 09, in
+the order the lesson meets it: the table, the range rule and the codec, loading, then img2img's first move.
 """
 
 from __future__ import annotations
