@@ -3,6 +3,7 @@
 The preview is the trick behind cheap "live previews" in Stable Diffusion front ends: a 4 x 3 matrix
 (plus a bias) maps each latent pixel's 4 numbers to an RGB colour. Here it is fitted by least squares
 from latents to the image shrunk to the latent's size, so it works for any VAE, the course's or SD's.
+Lesson 04 builds it; lessons 02, 03, 08 and 09 show their pictures with `show_images`.
 """
 
 from __future__ import annotations

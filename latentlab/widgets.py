@@ -4,6 +4,7 @@ Each app is a pure `render_*` function (parameters -> uint8 image, testable with
 builder that wires sliders to it and returns the widget. The decoded picture is an `ipywidgets.Image`
 holding PNG bytes. Interpolation: lerp, and slerp (Shoemake 1985; White 2016, "Sampling Generative
 Networks", https://arxiv.org/abs/1609.04468), which keeps the norm that Gaussian latents live at.
+Lesson 04 (channel sliders, interpolation), lesson 05 (the noise slider) and lesson 09 (SD's latents).
 """
 
 from __future__ import annotations
