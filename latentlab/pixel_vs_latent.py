@@ -26,10 +26,10 @@ import torch
 from matplotlib.ticker import NullFormatter, ScalarFormatter
 
 from latentlab import bench
+from latentlab.checkpoints import load_course_vae
 from latentlab.device import describe, pick_device, set_threads
 from latentlab.diffusion import SD_SCHEDULE, alphas_cumprod, ddim_step, make_betas
 from latentlab.errors import InputError
-from latentlab.pretrained import load_course_vae
 from latentlab.unet import UNet, UNetConfig
 from latentlab.vae import VAE, VAEConfig
 

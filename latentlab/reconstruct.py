@@ -15,7 +15,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from latentlab.checkpoints import load_course_vae
+from latentlab.device import describe, pick_device
 from latentlab.errors import InputError
+from latentlab.images import load_image, psnr, resize, to_pil
 
 
 def crop_to_multiple(x: torch.Tensor, factor: int = 8) -> tuple[torch.Tensor, str | None]:
@@ -32,8 +35,6 @@ def crop_to_multiple(x: torch.Tensor, factor: int = 8) -> tuple[torch.Tensor, st
 
 def shrink_to(x: torch.Tensor, max_side: int) -> tuple[torch.Tensor, str | None]:
     """(B, C, H, W) -> resized so the longer side is at most max_side, and a sentence saying so (or None)."""
-    from latentlab.images import resize
-
     h, w = x.shape[-2:]
     if max(h, w) <= max_side:
         return x, None
@@ -59,10 +60,6 @@ def reconstruct_file(
     image: str | Path, out: str | Path | None = None, max_side: int = 1024, device: str | None = None
 ) -> dict:
     """image file -> course VAE encode (posterior mean) + decode -> writes reconstruction and latent PNGs; a summary."""
-    from latentlab.device import describe, pick_device
-    from latentlab.images import load_image, psnr, to_pil
-    from latentlab.pretrained import load_course_vae
-
     image = Path(image)
     x = load_image(image)  # (1, 3, H, W) in [-1, 1]; InputError if missing or unreadable
     input_size = list(x.shape[-2:])

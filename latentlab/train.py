@@ -8,10 +8,7 @@ the UNet trains through it with its own loss function.
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -19,71 +16,11 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
+from latentlab.checkpoints import load_checkpoint, save_checkpoint
 from latentlab.errors import InputError
-
-# ---- checkpoints: safetensors only, written whole or not at all
-
-
-def save_checkpoint(path: str | Path, model: nn.Module, metadata: dict | None = None) -> Path:
-    """model weights (+ metadata, stored as strings) -> safetensors file, atomically: temp file, then os.replace."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    text = {k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=text)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a checkpoint is readable like any other file
-        os.replace(tmp, path)  # atomic on POSIX and Windows: readers see the old file or the new one
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
-
-
-def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """safetensors file -> (tensors, metadata); InputError if the file is missing or unreadable."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"no checkpoint at {path}; check the path or train one with `latentlab train`.")
-    try:
-        tensors = load_file(path)
-        with open(path, "rb") as f:  # the header: 8-byte length, then JSON with "__metadata__"
-            header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
-    except (SafetensorError, OSError, ValueError) as err:
-        raise InputError(
-            f"{path} is not a readable safetensors checkpoint ({str(err).splitlines()[0][:80]}); it may be truncated "
-            "or corrupt: delete it and retrain or reinstall."
-        ) from None
-    return tensors, header.get("__metadata__", {})
-
-
-def load_checkpoint(path: str | Path, model: nn.Module) -> dict[str, str]:
-    """safetensors file -> weights loaded into model (strict); returns the metadata. InputError says what mismatched."""
-    tensors, metadata = read_checkpoint(path)
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    wrong = [f"{k} {tuple(tensors[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
-             if k in tensors and tensors[k].shape != v.shape]
-    problems = [f"{len(missing)} missing (e.g. {missing[0]})" if missing else "",
-                f"{len(unexpected)} unexpected (e.g. {unexpected[0]})" if unexpected else "",
-                f"{len(wrong)} with another shape (e.g. {wrong[0]}, file vs model)" if wrong else ""]
-    problems = [p for p in problems if p]
-    if problems:
-        raise InputError(
-            f"{path} does not fit this {type(model).__name__}: keys {'; '.join(problems)}; build the model with the "
-            "config the checkpoint was trained with."
-        )
-    model.load_state_dict(tensors, strict=True)
-    return metadata
-
 
 # ---- the generic loop
 

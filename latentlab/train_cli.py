@@ -14,13 +14,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from latentlab.checkpoints import save_checkpoint
 from latentlab.errors import InputError
 from latentlab.train import (
     CROP_SCALE,
     encode_dataset,
     finetune_vae,
     heldout_psnr,
-    save_checkpoint,
     train_denoiser,
     train_vae,
 )
@@ -97,9 +97,9 @@ def _command(args: argparse.Namespace, options: list[str]) -> str:
 def _run_vae(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
+    from latentlab.checkpoints import sha256_file, write_manifest
     from latentlab.data import TRAIN_PHOTOS
     from latentlab.device import describe, pick_device, set_threads
-    from latentlab.pretrained import sha256_file, write_manifest
     from latentlab.vae import VAEConfig
 
     try:
@@ -174,8 +174,7 @@ def _base_checkpoint(path: Path):
     """--init: the checkpoint's VAEConfig, and what the new manifest says about it (its own manifest, if beside it)"""
     import json
 
-    from latentlab.pretrained import sha256_file
-    from latentlab.train import read_checkpoint
+    from latentlab.checkpoints import read_checkpoint, sha256_file
     from latentlab.vae import VAEConfig
 
     _, metadata = read_checkpoint(path)
@@ -197,7 +196,7 @@ def _base_checkpoint(path: Path):
 def _run_unet(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from latentlab import pretrained
+    from latentlab import checkpoints
     from latentlab.data import shapes_batch
     from latentlab.device import describe, pick_device, set_threads
     from latentlab.unet import UNetConfig
@@ -233,7 +232,7 @@ def _run_unet(args: argparse.Namespace) -> int:
     images, _ = shapes_batch(args.num_images, size=args.image_size, seed=args.seed)
     vae, vae_name = None, None
     if args.space == "latent":
-        vae, vae_name = pretrained.load_course_vae(device), "vae"
+        vae, vae_name = checkpoints.load_course_vae(device), "vae"
         if args.finetune_vae > 0:
             vae_name = f"{out.stem}_vae"
             _finetune_and_save(vae, images, args, command, out.with_name(f"{vae_name}.safetensors"), device)
@@ -272,9 +271,9 @@ def _run_unet(args: argparse.Namespace) -> int:
         "quality": quality,
         "history": [{k: round(v, 5) for k, v in h.items() if k != "interrupted"}
                     for h in history if h["step"] % 50 == 0],
-        "sha256": pretrained.sha256_file(out),
+        "sha256": checkpoints.sha256_file(out),
     }
-    pretrained.write_manifest(out.with_suffix(".json"), manifest)
+    checkpoints.write_manifest(out.with_suffix(".json"), manifest)
     print(f"wrote {out} and {out.with_suffix('.json')} after {len(history)} steps in {wall:.0f} s; "
           f"{quality.get('summary', '')}", file=sys.stderr)
     return 0
@@ -285,12 +284,12 @@ def _finetune_and_save(vae: nn.Module, images: torch.Tensor, args: argparse.Name
     """fine-tune the course VAE on the training shapes, save it with a manifest next to the denoiser"""
     from dataclasses import asdict
 
-    from latentlab import pretrained
+    from latentlab import checkpoints
     from latentlab.data import heldout_images, shapes_batch
     from latentlab.images import psnr
     from latentlab.quality import judge
 
-    base = pretrained.course_manifest("vae")["sha256"]  # the course VAE it starts from
+    base = checkpoints.course_manifest("vae")["sha256"]  # the course VAE it starts from
     start = time.perf_counter()
     finetune_vae(vae, images, steps=args.finetune_vae, seed=args.seed, device=device)
     wall = time.perf_counter() - start
@@ -314,9 +313,9 @@ def _finetune_and_save(vae: nn.Module, images: torch.Tensor, args: argparse.Name
         "heldout_shapes": {"psnr": round(psnr(recon, heldout).mean().item(), 2), "recognised": verdict.recognised,
                            "summary": str(verdict)},
         "heldout_photos_psnr": round(photo_psnr, 2),
-        "sha256": pretrained.sha256_file(path),
+        "sha256": checkpoints.sha256_file(path),
     }
-    pretrained.write_manifest(path.with_suffix(".json"), manifest)
+    checkpoints.write_manifest(path.with_suffix(".json"), manifest)
     print(f"wrote {path}: held-out shapes {manifest['heldout_shapes']['psnr']} dB, {verdict}", file=sys.stderr)
 
 

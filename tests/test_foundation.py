@@ -1,14 +1,18 @@
 """device, mode, bench, doctor and the command line."""
 
+import argparse
 import json
+import shutil
+import socket
 import subprocess
 import sys
 import time
 
 import pytest
 import torch
+from huggingface_hub import constants as hub_constants
 
-from latentlab import bench, device, doctor, mode
+from latentlab import bench, checkpoints, device, doctor, mode
 from latentlab.errors import InputError
 
 
@@ -66,13 +70,37 @@ def test_conv_flops_ratio_of_a_conv_stack_follows_pixels():
 
 
 def test_doctor_offline_is_fast_and_says_why(monkeypatch):
+    """doctor asks the hub the way lesson 09 does (sd.hub_unreachable); a refused endpoint fails at once, with no DNS"""
     start = time.perf_counter()
-    ok, why = doctor.hub_reachable(timeout=1.0)
-    assert not ok and "HF_HUB_OFFLINE" in why  # conftest sets it
+    info = doctor.report(timeout=1.0)
+    assert info["hub_reachable"] is False and "HF_HUB_OFFLINE" in info["hub"]  # conftest sets it
     monkeypatch.delenv("HF_HUB_OFFLINE")
-    ok, why = doctor.hub_reachable(timeout=1.0)  # the conftest network guard refuses the connection
-    assert not ok and "cannot be reached" in why
-    assert time.perf_counter() - start < 3
+    with socket.socket() as s:  # a loopback port nobody listens on: refused at once, whatever the resolver does
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setattr(hub_constants, "ENDPOINT", f"http://127.0.0.1:{port}")
+    for name in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    info = doctor.report(timeout=1.0)
+    assert info["hub_reachable"] is False and info["hub"].startswith("127.0.0.1 cannot be reached")
+    assert time.perf_counter() - start < 10
+    assert not hasattr(doctor, "hub_reachable")  # one hub check, in latentlab.sd
+
+
+def test_doctor_verifies_each_weights_file_against_its_manifest(tmp_path, monkeypatch, capsys):
+    for name in ("vae", "denoiser"):
+        for suffix in (".safetensors", ".json"):
+            shutil.copy(checkpoints.WEIGHTS_DIR / f"{name}{suffix}", tmp_path / f"{name}{suffix}")
+    monkeypatch.setattr(checkpoints, "WEIGHTS_DIR", tmp_path)
+    assert doctor.report(timeout=0.1)["course_weights"] == ["denoiser", "vae"]
+    data = bytearray((tmp_path / "vae.safetensors").read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte: the file is present, and wrong
+    (tmp_path / "vae.safetensors").write_bytes(bytes(data))
+    info = doctor.report(timeout=0.1)
+    assert info["course_weights"] == ["denoiser"]
+    assert "corrupt" in info["weights_problems"]["vae"] and "`make weights`" in info["weights_problems"]["vae"]
+    assert doctor.run(argparse.Namespace(json=False, timeout=0.1)) == 1
+    assert "vae weights at" in capsys.readouterr().err
 
 
 def test_doctor_command_runs_offline():

@@ -102,20 +102,20 @@ def test_bad_input_is_one_sentence():
 
 
 def test_shipped_denoisers_load_and_have_learned():
-    from latentlab import data, diffusion, pretrained
+    from latentlab import checkpoints, data, diffusion
     from latentlab.train import encode_dataset
 
     for name, channels, side in [("denoiser", 4, 8), ("denoiser_pixel", 3, 64)]:
-        manifest = pretrained.course_manifest(name)
-        model = pretrained.load_course_denoiser(name, "cpu")
+        manifest = checkpoints.course_manifest(name)
+        model = checkpoints.load_course_denoiser(name, "cpu")
         assert (model.config.in_channels, model.config.sample_size) == (channels, side)
         assert manifest["prediction_type"] == "epsilon" and manifest["command"].startswith("latentlab train unet")
     # on latents of fresh shapes, the latent denoiser predicts the added noise far better than guessing zero (MSE 1)
-    vae = pretrained.load_denoiser_vae("denoiser", "cpu")
-    model = pretrained.load_course_denoiser("denoiser", "cpu")
+    vae = checkpoints.load_denoiser_vae("denoiser", "cpu")
+    model = checkpoints.load_course_denoiser("denoiser", "cpu")
     shapes, _ = data.shapes_batch(16, size=64, seed=777)
     z0 = encode_dataset(vae, shapes)
-    acp = diffusion.alphas_cumprod(diffusion.make_betas(pretrained.course_manifest("denoiser")["beta_schedule"]))
+    acp = diffusion.alphas_cumprod(diffusion.make_betas(checkpoints.course_manifest("denoiser")["beta_schedule"]))
     noise = torch.randn(z0.shape, generator=torch.Generator().manual_seed(0))
     t = torch.full((16,), 300)
     with torch.no_grad():

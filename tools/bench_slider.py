@@ -20,9 +20,9 @@ import sys
 import torch
 
 from latentlab.bench import time_fn
+from latentlab.checkpoints import load_course_vae
 from latentlab.data import load_photo
 from latentlab.device import set_threads
-from latentlab.pretrained import load_course_vae
 from latentlab.widgets import ShrunkPreview, png_bytes, render_channels
 
 TARGET_MS = 100.0
