@@ -29,7 +29,7 @@ lab: setup
 	$(VENV)/bin/jupyter lab notebooks/00_welcome.ipynb
 
 test: setup
-	bash tools/install_chromium.sh
+	$(PY) tools/chromium.py --install
 	$(VENV)/bin/ruff check latentlab tests tools notebooks
 	$(PY) tools/notebooks.py --check
 	$(OFFLINE) LATENTLAB_QUICK=1 $(VENV)/bin/pytest -v --durations=15
