@@ -7,6 +7,8 @@ PY     := $(VENV)/bin/python
 # The PyTorch installed when the venv has none (the version the course is tested with).
 # An existing torch, CPU or GPU, is never replaced. Override: make lab TORCH='torch==2.9.1'
 TORCH  ?= torch==2.13.0
+# Extra JupyterLab options for `make lab`, e.g. LAB_ARGS='--port=9999' or LAB_ARGS='--ip=0.0.0.0' in a container.
+LAB_ARGS ?=
 
 # Tests run offline: no model hub, and any stray HTTP(S) goes to a closed local port.
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
@@ -25,8 +27,10 @@ $(VENV)/.latentlab-installed: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[lab,test]"
 	touch $@
 
+# As root or not, with or without a display: tools/lab.py adds --allow-root / --no-browser where needed and
+# JupyterLab prints the address of lesson 00 to open.
 lab: setup
-	$(VENV)/bin/jupyter lab notebooks/00_welcome.ipynb
+	$(PY) tools/lab.py $(LAB_ARGS)
 
 test: setup
 	$(PY) tools/chromium.py --install
