@@ -7,6 +7,8 @@ PY     := $(VENV)/bin/python
 # The PyTorch installed when the venv has none (the version the course is tested with).
 # An existing torch, CPU or GPU, is never replaced. Override: make lab TORCH='torch==2.9.1'
 TORCH  ?= torch==2.13.0
+# Every other dependency is installed at the version the tests passed with (torch is not in this file).
+CONSTRAINTS := constraints.txt
 # Extra JupyterLab options for `make lab`, e.g. LAB_ARGS='--port=9999' or LAB_ARGS='--ip=0.0.0.0' in a container.
 LAB_ARGS ?=
 
@@ -20,11 +22,11 @@ OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
 
 setup: $(VENV)/.latentlab-installed
 
-$(VENV)/.latentlab-installed: pyproject.toml
+$(VENV)/.latentlab-installed: pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet "$(TORCH)"
-	$(PY) -m pip install --quiet -e ".[lab,test]"
+	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e ".[lab,test]"
 	touch $@
 
 # As root or not, with or without a display: tools/lab.py adds --allow-root / --no-browser where needed and
