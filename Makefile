@@ -12,11 +12,13 @@ CONSTRAINTS := constraints.txt
 # Extra JupyterLab options for `make lab`, e.g. LAB_ARGS='--port=9999' or LAB_ARGS='--ip=0.0.0.0' in a container.
 LAB_ARGS ?=
 
-# Tests run offline: no model hub, and any stray HTTP(S) goes to a closed local port.
+# Tests run offline: no model hub, and any stray HTTP(S) goes to a closed local port. The test configuration
+# (conftest.py) sets the same and guards every Python process; these cover the tools run outside pytest.
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
            HTTP_PROXY=http://127.0.0.1:9 HTTPS_PROXY=http://127.0.0.1:9 \
            http_proxy=http://127.0.0.1:9 https_proxy=http://127.0.0.1:9 \
-           NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost
+           NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost \
+           PYTHONPATH=$(CURDIR)/tests/offline
 
 .PHONY: setup lab test lint clean-notebooks bench-notebooks
 
@@ -36,12 +38,12 @@ lab: setup
 
 test: setup
 	$(PY) tools/chromium.py --install
-	$(VENV)/bin/ruff check latentlab tests tools notebooks
+	$(PY) -m ruff check latentlab tests tools notebooks
 	$(PY) tools/notebooks.py --check
-	$(OFFLINE) LATENTLAB_QUICK=1 $(VENV)/bin/pytest -v --durations=15
+	$(PY) -m pytest -v -rs --durations=15
 
 lint: setup
-	$(VENV)/bin/ruff check latentlab tests tools notebooks
+	$(PY) -m ruff check latentlab tests tools notebooks
 
 clean-notebooks: setup
 	$(PY) tools/notebooks.py
