@@ -20,7 +20,7 @@ OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
            NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost \
            PYTHONPATH=$(CURDIR)/tests/offline
 
-.PHONY: setup lab test lint clean-notebooks bench-notebooks
+.PHONY: setup lab test test-full lint clean-notebooks bench-notebooks
 
 setup: $(VENV)/.latentlab-installed
 
@@ -41,6 +41,11 @@ test: setup
 	$(PY) -m ruff check latentlab tests tools notebooks
 	$(PY) tools/notebooks.py --check
 	$(PY) -m pytest -v -rs --durations=15
+
+# Every notebook in full mode (the real lessons: LATENTLAB_QUICK unset), offline, from a fresh kernel each; records
+# pass/fail, wall time and peak memory in docs/notebooks-full.md. Long: tens of minutes on a CPU (lesson 08 alone ~8).
+test-full: setup
+	$(OFFLINE) $(PY) tools/bench_notebooks.py --full --record docs/notebooks-full.md
 
 lint: setup
 	$(PY) -m ruff check latentlab tests tools notebooks
