@@ -38,7 +38,7 @@ lab: setup
 
 test: setup
 	$(PY) tools/chromium.py --install
-	$(PY) -m ruff check latentlab tests tools notebooks
+	$(PY) -m ruff check conftest.py latentlab tests tools notebooks
 	$(PY) tools/notebooks.py --check
 	$(PY) -m pytest -v -rs --durations=15
 
@@ -48,7 +48,7 @@ test-full: setup
 	$(OFFLINE) $(PY) tools/bench_notebooks.py --full --record docs/notebooks-full.md
 
 lint: setup
-	$(PY) -m ruff check latentlab tests tools notebooks
+	$(PY) -m ruff check conftest.py latentlab tests tools notebooks
 
 clean-notebooks: setup
 	$(PY) tools/notebooks.py
