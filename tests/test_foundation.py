@@ -113,8 +113,24 @@ def test_doctor_command_runs_offline():
     assert info["hub_reachable"] is False and info["versions"]["torch"] and info["device"]
 
 
-def test_cli_reports_bad_input_in_one_line(capsys):
+@pytest.mark.parametrize("command, words", [
+    (["reconstruct", "/nonexistent/photo.png"], "/nonexistent/photo.png"),
+    (["bench", "--device", "tpu-please"], "tpu-please"),
+])
+def test_cli_reports_bad_input_in_one_line(command, words):
+    """a real process, as a learner sees it: exit 2 and one line on stderr that names the command and the input"""
+    out = subprocess.run([sys.executable, "-m", "latentlab", *command], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.splitlines()
+    assert len(lines) == 1, f"expected one line, got {len(lines)}:\n{out.stderr}"
+    assert lines[0].startswith(f"latentlab {command[0]}: ") and words in lines[0]
+    assert "Traceback" not in out.stderr and out.stdout == ""
+
+
+def test_cli_unknown_command_is_a_usage_error_not_a_traceback(capsys):
     from latentlab import cli
 
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as stop:
         cli.main(["no-such-command"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "invalid choice" in err and "no-such-command" in err and "Traceback" not in err
