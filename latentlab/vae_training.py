@@ -25,7 +25,7 @@ from latentlab.images import psnr
 from latentlab.interrupts import held, stop_on_ctrl_c, stopping
 from latentlab.pretrained import sha256_file, write_manifest
 from latentlab.recipes import Rule, above, at_least, command, git_commit, setting, shown_path, validate
-from latentlab.train import fit, load_finite, read_checkpoint, save_checkpoint, vae_loss, warmup_cosine
+from latentlab.train import check_finite, fit, load_finite, read_checkpoint, save_checkpoint, vae_loss, warmup_cosine
 from latentlab.vae import VAE, VAEConfig, estimate_scaling_factor
 
 FRACTIONS = Rule(lambda v: 0 < v[0] <= v[1] <= 1, "two fractions lo,hi with 0 < lo <= hi <= 1")
@@ -79,7 +79,7 @@ def vae_config(settings: VAETraining) -> VAEConfig:
         config = VAEConfig(block_out_channels=settings.block_out_channels, layers_per_block=settings.layers_per_block,
                            norm_num_groups=settings.norm_num_groups)
     else:
-        _, metadata = read_checkpoint(settings.init)
+        tensors, metadata = read_checkpoint(settings.init)
         if "space" in metadata:
             raise InputError(f"{settings.init} is a denoiser (UNet) checkpoint, not a VAE; init needs a checkpoint "
                              "written by `latentlab train vae`.")
@@ -91,6 +91,7 @@ def vae_config(settings: VAETraining) -> VAEConfig:
         except (TypeError, ValueError) as err:
             raise InputError(f"{settings.init} holds a config that is not a VAE's ({err}); init needs a checkpoint "
                              "from `latentlab train vae`.") from None
+        check_finite(tensors, settings.init)
     if settings.crop % config.factor:
         raise InputError(f"crop {settings.crop} must be a multiple of the VAE factor {config.factor}.")
     return config
