@@ -4,6 +4,8 @@ A UNet learns to predict the noise added to its training data (Ho et al. 2020, h
 Algorithm 1): Shapes images encoded once by the course VAE into scaled latents (latents.scale), or the pixels
 themselves. A photo VAE is first adapted to the shapes (`finetune_vae`, saved beside the denoiser as
 <name>_vae). recipes/denoiser.toml and recipes/denoiser_pixel.toml hold the shipped models' settings.
+Longer than most modules: the settings, lesson 08's training functions and the job with its two manifests (the
+denoiser's and its adapted VAE's) read best in one place.
 """
 
 from __future__ import annotations
@@ -40,7 +42,10 @@ SIDE = Rule(lambda v: v >= 8 and v % 8 == 0, "a positive multiple of 8 (the VAE 
 
 @dataclass
 class DenoiserTraining:
-    """One run of `latentlab train unet`; each field is a flag (num_images: --num-images). Defaults: the shipped pair."""
+    """One run of `latentlab train unet`; each field is a flag (num_images: --num-images).
+
+    The defaults are the command line's; recipes/denoiser.toml and denoiser_pixel.toml hold the shipped runs'.
+    """
 
     job: ClassVar[str] = "unet"
 
@@ -55,8 +60,8 @@ class DenoiserTraining:
     lr: float = setting(2e-3, "peak AdamW learning rate (warm-up, then cosine)", above(0))
     num_images: int = setting(4096, "Shapes images in the training set", at_least(1), smoke=8)
     image_size: int = setting(64, "side of the Shapes images", SIDE, smoke=16)
-    block_out_channels: tuple[int, ...] = setting(  # pixels get three more levels of the first width, so both
-        (32, 64), "UNet widths, one per latent resolution", WIDTHS, kind="model")  # UNets end at the same 4x4 map
+    block_out_channels: tuple[int, ...] = setting(  # pixels: 3 more levels of the first width (the same 4x4 end)
+        (32, 64), "UNet widths, one per latent resolution", WIDTHS, kind="model")
     layers_per_block: int = setting(1, "ResBlocks per down level", at_least(1), kind="model")
     norm_num_groups: int = setting(16, "GroupNorm groups; must divide every width", at_least(1), kind="model")
     attention_head_dim: int = setting(32, "channels per attention head", at_least(1), kind="model")

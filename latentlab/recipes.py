@@ -175,9 +175,15 @@ def add_flags(parser: argparse.ArgumentParser, cls) -> None:
                 raise argparse.ArgumentTypeError(str(err)) from None
 
         shown = "" if f.default is None else f" (default: {as_text(f.default)})"
-        metavar = "{" + ",".join(choices) + "}" if choices else "yes|no" if base is bool else None
+        metavar = ("{" + ",".join(choices) + "}" if choices else "yes|no" if base is bool else "N" if base is int
+                   else "X" if base is float else _tuple_metavar(base) if get_origin(base) is tuple else None)
         parser.add_argument(flag(f.name), type=parse, default=f.default, metavar=metavar,
                             help=f.metadata["help"] + shown)
+
+
+def _tuple_metavar(base) -> str:
+    _, *rest = get_args(base)
+    return "A,B,..." if rest == [Ellipsis] else ",".join("ABCDEFGH"[: len(rest) + 1])
 
 
 def from_args(cls, args: argparse.Namespace):

@@ -76,7 +76,11 @@ def run_recipes(files: list[str | Path], out_dir: str | Path | None = None, work
                                      f"makes and {out_dir} does not hold; run the recipe that makes it first.")
                 settings = replace(settings, **{field: str(found)})
             settings = smoke(settings) if smoke_run else settings
-            made.update({path.stem: path for path in settings.outputs()})
+            for path in settings.outputs():
+                if path.stem in made:
+                    raise InputError(f"{file} stage {stage.name!r} would overwrite {path.stem!r}, made by an earlier "
+                                     "stage; give each stage its own name.")
+                made[path.stem] = path
             plan.append((stage, settings))
     for stage, settings in plan:
         recipe = {"file": shown_path(stage.recipe), "stage": stage.name, **({"smoke": True} if smoke_run else {})}

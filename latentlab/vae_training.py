@@ -36,7 +36,10 @@ CHECKPOINT = Rule(lambda v: v.endswith(".safetensors"), "a path ending in .safet
 
 @dataclass
 class VAETraining:
-    """One run of `latentlab train vae`; each field is a flag (batch_size: --batch-size). Defaults: the first run."""
+    """One run of `latentlab train vae`; each field is a flag (batch_size: --batch-size).
+
+    The defaults are the settings of the shipped VAE's first run (recipes/vae.toml), but for the thread count.
+    """
 
     job: ClassVar[str] = "vae"
 

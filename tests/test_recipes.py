@@ -14,7 +14,7 @@ from latentlab.cli import main
 from latentlab.denoiser_training import DenoiserTraining
 from latentlab.errors import InputError
 from latentlab.pretrained import WEIGHTS_DIR, sha256_file
-from latentlab.train_cli import SETTINGS
+from latentlab.train_cli import SETTINGS, run_recipes
 from latentlab.vae_training import VAETraining
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -208,3 +208,13 @@ def test_a_recipe_that_needs_an_output_nobody_makes_is_refused_before_anything_r
     err = capsys.readouterr().err
     assert code == 2 and "vae names 'vae', which no earlier stage makes" in err and err.count("\n") == 1
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_stage_may_not_overwrite_an_earlier_one_and_the_commit_is_unknown_outside_git(tmp_path, monkeypatch):
+    twice = [str(RECIPES / "vae.toml"), str(RECIPES / "vae.toml")]
+    with pytest.raises(InputError, match="would overwrite 'vae_run1'"):
+        run_recipes(twice, tmp_path, smoke_run=True)
+    assert list(tmp_path.iterdir()) == []
+    assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?", recipes.git_commit())
+    monkeypatch.setattr(recipes, "ROOT", tmp_path)  # an installed copy: no .git beside the package
+    assert recipes.git_commit() == "unknown"
