@@ -11,6 +11,7 @@ the model the file is named for. Serves `latentlab train` (lessons 02, 03 and 08
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import shlex
 import subprocess
@@ -133,7 +134,8 @@ def convert(f, tp, value, label: str, text: bool = False):
     words = rule.text.format(kind=_words(base, choices, text)) if rule else _words(base, choices, text)
     try:
         typed = _from_text(value, base, choices) if text else _from_data(value, base, choices)
-        if rule is None or rule.test(typed):
+        finite = not isinstance(typed, float) or math.isfinite(typed)  # nan and inf are never settings
+        if finite and (rule is None or rule.test(typed)):
             return typed
     except (ValueError, TypeError, KeyError):
         pass

@@ -92,6 +92,8 @@ def test_settings_are_checked_however_they_are_made():
         ("unet", ["--checkpoint-every", "0"], "--checkpoint-every must be an integer >= 1, not 0."),
         ("unet", ["--out", "model.json"], "--out must be a path ending in .safetensors"),
         ("unet", ["--beta-schedule", "cosine"], "--beta-schedule must be one of linear, scaled_linear"),
+        ("unet", ["--lr", "inf"], "--lr must be a number > 0, not inf."),
+        ("vae", ["--beta", "nan"], "--beta must be a number >= 0, not nan."),
     ],
 )
 def test_out_of_range_flags_get_one_sentence_and_exit_2(job, args, words, capsys, tmp_path):
