@@ -32,7 +32,16 @@ from latentlab.latents import scale, unscale
 from latentlab.pretrained import course_weights, sha256_file, write_manifest
 from latentlab.quality import judge
 from latentlab.recipes import Rule, above, at_least, command, git_commit, setting, validate
-from latentlab.train import budget_cosine, fit, load_finite, read_checkpoint, save_checkpoint, vae_loss, warmup_cosine
+from latentlab.train import (
+    budget_cosine,
+    check_finite,
+    fit,
+    load_finite,
+    read_checkpoint,
+    save_checkpoint,
+    vae_loss,
+    warmup_cosine,
+)
 from latentlab.unet import UNet, UNetConfig
 from latentlab.vae import VAE, VAEConfig, estimate_scaling_factor
 from latentlab.vae_training import CHECKPOINT, WIDTHS, heldout_psnr
@@ -225,15 +234,21 @@ def train_denoiser(
 # ---- `latentlab train unet`: the job, its manifests and its judge
 
 
-def load_vae(name: str, device: torch.device) -> tuple[VAE, Path]:
-    """a shipped VAE by name ("vae", sha256-checked) or a VAE checkpoint by path -> (vae in eval mode, its file)"""
+def vae_file(name: str) -> Path:
+    """a shipped VAE's name ("vae": its sha256 checked) or a VAE checkpoint's path -> the checked file"""
     path = Path(name) if name.endswith(".safetensors") or "/" in name else course_weights(name)[0]
-    _, metadata = read_checkpoint(path)
+    tensors, metadata = read_checkpoint(path)
     if "space" in metadata or "config" not in metadata:
         raise InputError(f"{path} is not a VAE checkpoint (written by `latentlab train vae`); vae must name one.")
-    vae = VAE(VAEConfig(**json.loads(metadata["config"])))
+    check_finite(tensors, path)
+    return path
+
+
+def load_vae(path: Path, device: torch.device) -> VAE:
+    """a VAE checkpoint -> the VAE in eval mode, built with the config stored beside its weights"""
+    vae = VAE(VAEConfig(**json.loads(read_checkpoint(path)[1]["config"])))
     load_finite(path, vae)
-    return vae.to(device).eval(), path
+    return vae.to(device).eval()
 
 
 def run(settings: DenoiserTraining, recipe: dict | None = None) -> int:
@@ -241,6 +256,7 @@ def run(settings: DenoiserTraining, recipe: dict | None = None) -> int:
     with stop_on_ctrl_c():
         config = unet_config(settings)
         UNet(config)  # bad widths or groups are refused now, not after the data is ready
+        source = vae_file(settings.vae) if settings.space == "latent" else None
         set_threads(settings.threads)
         device = pick_device(settings.device)
         line, out = command(settings), Path(settings.out)
@@ -249,11 +265,11 @@ def run(settings: DenoiserTraining, recipe: dict | None = None) -> int:
         written: list[Path] = []
         try:
             images, _ = shapes_batch(settings.num_images, size=settings.image_size, seed=settings.seed)
-            vae = vae_path = None
-            if settings.space == "latent":
-                vae, vae_path = load_vae(settings.vae, device)
+            vae, vae_path = None, source
+            if source is not None:
+                vae = load_vae(source, device)
                 if settings.finetune_vae > 0:
-                    source, vae_path = vae_path, settings.outputs()[1]
+                    vae_path = settings.outputs()[1]
                     if _finetune_and_save(vae, source, images, settings, line, record, vae_path, device):
                         return _stopped(f"while adapting the VAE; wrote {vae_path} and its manifest; the denoiser "
                                         "was not trained.")

@@ -159,6 +159,7 @@ def run(settings: VAETraining, recipe: dict | None = None) -> int:
     """`latentlab train vae`: train, write the checkpoint and its manifest -> exit code (130 after a Ctrl-C)"""
     with stop_on_ctrl_c():
         config = vae_config(settings)  # bad settings or a bad --init are refused before anything runs
+        VAE(config)  # and so are widths that the groups do not divide
         if settings.init is not None:  # the record shows the architecture actually trained
             settings = replace(settings, block_out_channels=config.block_out_channels,
                                layers_per_block=config.layers_per_block, norm_num_groups=config.norm_num_groups)

@@ -210,3 +210,18 @@ def test_the_manifest_records_the_whole_settings_and_the_commit(job, tmp_path, c
     assert manifest["training"] == json.loads(json.dumps(asdict(settings)))  # the command and the record agree
     assert manifest["git_commit"] == recipes.git_commit() != ""
     assert "recipe" not in manifest  # made by hand, not by a recipe
+
+
+@pytest.mark.parametrize(
+    "args,words",
+    [
+        (["vae", "--norm-num-groups", "7"], "norm_num_groups=7 does not divide block_out_channels entry 16"),
+        (["unet", "--norm-num-groups", "7"], "not divisible by norm_num_groups=7"),
+        (["unet", "--vae", str(WEIGHTS_DIR / "denoiser.safetensors")], "is not a VAE checkpoint"),
+        (["unet", "--vae", "nonesuch"], "no shipped model named 'nonesuch'"),
+    ],
+)
+def test_a_model_that_cannot_be_built_is_refused_before_anything_runs(args, words, tmp_path, capsys):
+    assert main(["train", *args, "--out", str(tmp_path / "x.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert words in err and err.count("\n") == 1 and list(tmp_path.iterdir()) == []
