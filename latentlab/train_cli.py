@@ -14,13 +14,13 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from latentlab import denoiser_training, vae_training
+from latentlab import denoiser_job, denoiser_training, vae_training
 from latentlab.errors import InputError
 from latentlab.pretrained import WEIGHTS_DIR
 from latentlab.recipes import OneLineParser, add_flags, from_args, read_recipe, references, shown_path, smoke
 
 SETTINGS = {"vae": vae_training.VAETraining, "unet": denoiser_training.DenoiserTraining}
-RUN = {"vae": vae_training.run, "unet": denoiser_training.run}
+RUN = {"vae": vae_training.run, "unet": denoiser_job.run}
 HELP = {"vae": "train the course VAE on crops of the bundled photos (lessons 02-03)",
         "unet": "train lesson 08's denoiser on Shapes, in latent or pixel space"}
 

@@ -12,6 +12,7 @@ from dataclasses import asdict
 import pytest
 import torch
 
+import latentlab.denoiser_job as denoiser_job
 import latentlab.denoiser_training as denoiser_training
 import latentlab.train as train
 import latentlab.vae_training as vae_training
@@ -124,7 +125,7 @@ def test_ctrl_c_in_train_unet_skips_the_judge(tmp_path, capsys, monkeypatch):
         raise AssertionError("an interrupted run must not be judged")
 
     monkeypatch.setattr(denoiser_training, "diffusion_loss", loss)
-    monkeypatch.setattr(denoiser_training, "judge_denoiser", judge)
+    monkeypatch.setattr(denoiser_job, "judge_denoiser", judge)
     out = tmp_path / "d.safetensors"
     code = main(["train", "unet", "--space", "pixel", "--steps", "40", *SMALL_UNET, "--out", str(out)])
     err = capsys.readouterr().err
@@ -140,7 +141,7 @@ def test_ctrl_c_while_judging_keeps_the_checkpoint_and_marks_the_manifest(tmp_pa
         _ctrl_c()
         raise AssertionError("Ctrl-C should have stopped the judge")
 
-    monkeypatch.setattr(denoiser_training, "judge_denoiser", judge)
+    monkeypatch.setattr(denoiser_job, "judge_denoiser", judge)
     out = tmp_path / "d.safetensors"
     code = main(["train", "unet", "--space", "pixel", "--steps", "2", *SMALL_UNET, "--out", str(out)])
     err = capsys.readouterr().err
