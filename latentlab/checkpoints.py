@@ -224,3 +224,18 @@ def load_denoiser_vae(name: str = "denoiser", device: torch.device | str | None 
     if not manifest.get("vae"):
         raise InputError(f"{name} is a pixel-space denoiser and has no VAE; sample it directly in pixels.")
     return _load_vae(manifest["vae"], device)
+
+
+def check_finite(tensors: dict[str, torch.Tensor], path: str | Path) -> None:
+    """an InputError naming the file if any of its weights is NaN or infinite (a corrupt file, or a diverged run)"""
+    bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise InputError(f"{path} holds NaN or infinite values in {len(bad)} tensors (e.g. {bad[0]}): the file is "
+                         "corrupt or its training diverged; retrain it or start from another checkpoint.")
+
+
+def load_finite(path: str | Path, model: nn.Module) -> dict[str, str]:
+    """load_checkpoint, refusing weights that hold NaN or infinity with a sentence naming the file"""
+    metadata = load_checkpoint(path, model)
+    check_finite(model.state_dict(), path)
+    return metadata

@@ -222,7 +222,7 @@ def test_noise_slider_redraws_on_a_new_t(tiny_vae):
 
 
 def test_train_denoiser_lowers_the_loss_and_checks_shapes():
-    from latentlab.train import train_denoiser
+    from latentlab.denoiser_training import train_denoiser
     from latentlab.unet import UNetConfig
 
     data = torch.randn(64, 4, 4, 4, generator=_gen(6)) * 0.1 + torch.linspace(-1, 1, 4)[None, :, None, None]

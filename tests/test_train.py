@@ -11,11 +11,11 @@ from latentlab.errors import InputError
 from latentlab.train import (
     WeightAverage,
     fit,
-    shuffle_rgb,
     vae_loss,
     warmup_cosine,
 )
 from latentlab.vae import VAE, VAEConfig
+from latentlab.vae_training import shuffle_rgb
 
 TINY = VAEConfig(block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4)
 
@@ -228,14 +228,20 @@ def test_train_vae_command_rejects_a_checkpoint_without_a_config(tmp_path, capsy
 @pytest.mark.parametrize(
     "args,words",
     [
-        (["--average", "1.5"], "decay between 0 and 1"),
-        (["--crop", "20"], "multiple of the VAE factor"),
+        (["--average", "1.5"], "--average must be a decay strictly between 0 and 1 (e.g. 0.999), not 1.5."),
         (["--block-out-channels", "8,x"], "integers joined by commas"),
         (["--crop-scale", "0.5"], "two fractions"),
-        (["--steps", "0"], "must be positive"),
+        (["--steps", "0"], "--steps must be an integer >= 1, not 0."),
     ],
 )
 def test_train_vae_command_rejects_bad_options(args, words, capsys, tmp_path):
-    assert main(["train", "vae", "--out", str(tmp_path / "x.safetensors"), *args]) == 2
+    with pytest.raises(SystemExit) as exit:  # argparse refuses the flag itself, before anything runs
+        main(["train", "vae", "--out", str(tmp_path / "x.safetensors"), *args])
     err = capsys.readouterr().err
-    assert words in err and err.count("\n") == 1
+    assert exit.value.code == 2 and words in err and err.count("\n") == 1
+
+
+def test_train_vae_command_checks_the_crop_against_the_vae_factor(capsys, tmp_path):
+    assert main(["train", "vae", "--crop", "20", "--out", str(tmp_path / "x.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert "crop 20 must be a multiple of the VAE factor 8" in err and err.count("\n") == 1

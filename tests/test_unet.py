@@ -103,7 +103,7 @@ def test_bad_input_is_one_sentence():
 
 def test_shipped_denoisers_load_and_have_learned():
     from latentlab import checkpoints, data, diffusion
-    from latentlab.train import encode_dataset
+    from latentlab.denoiser_training import encode_dataset
 
     for name, channels, side in [("denoiser", 4, 8), ("denoiser_pixel", 3, 64)]:
         manifest = checkpoints.course_manifest(name)
