@@ -1,5 +1,7 @@
 """Honest timing: warm up, synchronise the GPU, repeat, and report the median, the spread and peak memory.
 
+Lessons 01, 07 and 09 measure with it; the pixel-vs-latent comparison (`latentlab.pixel_vs_latent`) is built on it.
+
 `time_fn` is the primitive every measurement in the course uses; it names the device in its result.
 `count_flops` and `estimate_memory` replay a forward pass on PyTorch's meta device (shapes only, no data),
 so they cost nothing and work for sizes that would never fit; `check_fits` compares a need with the memory
@@ -12,13 +14,14 @@ import time
 import weakref
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import psutil
 import torch
+from torch.func import functional_call
 from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode
 
-from latentlab.device import describe, pick_device
+from latentlab.device import CGROUP_ROOT, describe, pick_device
 from latentlab.errors import InputError
 
 
@@ -132,8 +135,6 @@ def conv_stack(in_channels: int = 3, width: int = 32, depth: int = 4) -> torch.n
 
 def conv_flops(model: torch.nn.Module, x: torch.Tensor) -> int:
     """floating-point operations of one forward pass, counted by PyTorch's own FLOP counter"""
-    from torch.utils.flop_counter import FlopCounterMode
-
     with FlopCounterMode(display=False) as counter, torch.inference_mode():
         model(x)
     return int(counter.get_total_flops())
@@ -182,9 +183,6 @@ def forward_cost(model: torch.nn.Module, *inputs: object, fused_attention: bool 
     fused_attention: True where PyTorch's attention kernels work in tiles (CPU, CUDA) and never hold the full
     (tokens x tokens) score matrix; False adds that matrix, as the plain kernel (e.g. on mps) materialises it.
     """
-    from torch.func import functional_call
-    from torch.utils.flop_counter import FlopCounterMode
-
     state = {k: torch.empty_like(v, device="meta") for k, v in model.state_dict(keep_vars=True).items()}
     inputs = tuple(x.to("meta") if isinstance(x, torch.Tensor) else x for x in inputs)
     # the tracker sees each op first (attention as one fused op), then the counter counts it
@@ -231,9 +229,6 @@ _CGROUP_FILES = (  # limit, usage, statistics, and the reclaimable file cache co
 )
 
 
-CGROUP_ROOT = Path("/sys/fs/cgroup")
-
-
 def _cgroup_free() -> int | None:
     """limit - usage + reclaimable cache of this container's memory cgroup; None when there is no limit"""
     root = CGROUP_ROOT
@@ -264,11 +259,12 @@ def check_fits(need: int, device: torch.device | str | None = None, what: str = 
     device = torch.device(device) if device is not None else pick_device()
     free = available_memory(device)
     if overhead * need > margin * free:
-        raise MemoryWontFit(f"{what} needs about {_human(overhead * need)} but only {_human(free)} is free on "
-                            f"{describe(device)}; skipped it (choose a smaller size).")
+        raise MemoryWontFit(f"{what} needs about {format_bytes(overhead * need)} but only {format_bytes(free)} is "
+                            f"free on {describe(device)}; skipped it (choose a smaller size).")
 
 
-def _human(nbytes: float) -> str:
+def format_bytes(nbytes: float) -> str:
+    """bytes -> "5.4 GB" (powers of 1000)"""
     for unit in ("B", "KB", "MB", "GB"):
         if abs(nbytes) < 1000:
             return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"

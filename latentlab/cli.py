@@ -12,7 +12,7 @@ from latentlab.errors import InputError
 
 COMMANDS = {
     "doctor": "latentlab.doctor",
-    "bench": "latentlab.compare",
+    "bench": "latentlab.pixel_vs_latent",
     "reconstruct": "latentlab.reconstruct",
     "train": "latentlab.train_cli",
 }
@@ -25,23 +25,24 @@ def main(argv: list[str] | None = None) -> int:
     words = [a for a in argv if not a.startswith("-")]
     # import only the command asked for (all of them for a bare `latentlab --help`)
     wanted = [words[0]] if words and words[0] in COMMANDS else list(COMMANDS)
-    modules = {}
-    for name, module_name in COMMANDS.items():
-        if name not in wanted:
-            sub.add_parser(name)
-            continue
-        module = importlib.import_module(module_name)
-        doc = (module.__doc__ or "").strip().splitlines()[0]
-        modules[name] = module
-        module.add_arguments(sub.add_parser(name, help=doc, description=doc))
-    args = parser.parse_args(argv)
-    try:
+    command = wanted[0] if len(wanted) == 1 else "command"
+    try:  # Ctrl-C while the command starts (its imports take seconds) ends it with one line too
+        modules = {}
+        for name, module_name in COMMANDS.items():
+            if name not in wanted:
+                sub.add_parser(name)
+                continue
+            module = importlib.import_module(module_name)
+            doc = (module.__doc__ or "").strip().splitlines()[0]
+            modules[name] = module
+            module.add_arguments(sub.add_parser(name, help=doc, description=doc))
+        args = parser.parse_args(argv)
         return int(modules[args.command].run(args) or 0)
     except InputError as err:
-        print(f"latentlab {args.command}: {err}", file=sys.stderr)
+        print(f"latentlab {command}: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"latentlab {args.command}: interrupted.", file=sys.stderr)
+        print(f"latentlab {command}: interrupted.", file=sys.stderr)
         return 130
 
 

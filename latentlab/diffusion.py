@@ -1,10 +1,11 @@
 """Denoising diffusion: noise schedules, the closed-form forward process, the reverse step and sampling loops.
 
-Follows DDPM (Ho et al. 2020, https://arxiv.org/abs/2006.11239): the forward process q(x_t | x_0) in
-closed form (eq. 4), the posterior q(x_{t-1} | x_t, x_0) (eq. 6-7), x_0 from predicted noise (eq. 15)
-and the simple noise-prediction loss (eq. 14, Algorithm 1); the cosine schedule of Nichol & Dhariwal
+Lessons 05 and 08 (and 07's timed loop). Follows DDPM (Ho et al. 2020, https://arxiv.org/abs/2006.11239):
+the forward process q(x_t | x_0) in closed form (eq. 4), the posterior q(x_{t-1} | x_t, x_0) (eq. 6-7), x_0
+from predicted noise (eq. 15) and the simple noise-prediction loss (eq. 14, Algorithm 1); DDIM's deterministic
+step (Song et al. 2021, https://arxiv.org/abs/2010.02502, eq. 12); the cosine schedule of Nichol & Dhariwal
 2021 (https://arxiv.org/abs/2102.09672, eq. 17). `sample` runs the DDPM loop itself or any diffusers
-scheduler (DDPMScheduler, DDIMScheduler of Song et al. 2021) with the same model.
+scheduler (DDPMScheduler, DDIMScheduler) with the same model.
 """
 
 from __future__ import annotations
@@ -169,6 +170,28 @@ def ddpm_step(
         return mean, x0
     noise = torch.randn_like(x_t) if noise is None else noise
     return mean + variance.to(x_t)**0.5 * noise, x0
+
+
+def ddim_step(
+    model_output: torch.Tensor,
+    t: int,
+    prev_t: int,
+    x_t: torch.Tensor,
+    alphas_cumprod: torch.Tensor,
+    clip_sample: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One deterministic DDIM step (Song et al. 2021, eq. 12, eta = 0): predicted noise at x_t -> (x_prev_t, x_0).
+
+    prev_t: the timestep to jump to, any earlier one; -1 for the clean image (alpha_bar = 1, as diffusers'
+    DDIMScheduler with set_alpha_to_one). clip_sample: clamp the predicted x_0 as in `ddpm_step`.
+    """
+    _check_timesteps(torch.tensor([t, max(prev_t, 0)]), len(alphas_cumprod))
+    a = alphas_cumprod[t]  # 0-d CPU tensors: they scale a tensor on any device without a copy
+    a_prev = alphas_cumprod[prev_t] if prev_t >= 0 else torch.ones_like(a)
+    x0 = (x_t - (1 - a) ** 0.5 * model_output) / a**0.5  # "predicted x_0" of eq. 12 (Ho eq. 15)
+    if clip_sample is not None:
+        x0 = x0.clamp(-clip_sample, clip_sample)
+    return a_prev**0.5 * x0 + (1 - a_prev) ** 0.5 * model_output, x0  # x_0 moved to prev_t along the same noise
 
 
 # ---- training and sampling

@@ -1,16 +1,23 @@
-"""Check the learner's setup: versions, device, threads, memory, quick mode, course weights, network."""
+"""Check the learner's setup (lesson 00, `latentlab doctor`): versions, device, memory, quick mode, weights, network.
+
+The shipped weights are verified against their manifests' sha256 (checkpoints.verify), and the model hub is asked
+the way lesson 09 asks it (sd.hub_unreachable: HF_ENDPOINT, proxies, HF_HUB_OFFLINE).
+"""
 
 import argparse
 import importlib.metadata
 import json
 import os
 import platform
-import socket
 import sys
-import threading
 from pathlib import Path
 
-HUB_HOST = "huggingface.co"
+import psutil
+import torch
+from huggingface_hub import constants as hub_constants
+
+from latentlab import checkpoints, device, mode, sd
+
 PACKAGES = ("latentlab", "torch", "diffusers", "safetensors", "numpy", "matplotlib", "ipywidgets", "jupyterlab")
 
 
@@ -30,49 +37,17 @@ def versions() -> dict[str, str | None]:
     return found
 
 
-def hub_reachable(timeout: float = 2.0) -> tuple[bool, str]:
-    """(reachable, why): a TCP connect to the hub, given up after `timeout` seconds even if DNS hangs"""
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}:
-        return False, "HF_HUB_OFFLINE is set, so the model hub is not used"
-    result: list = []
-
-    def attempt() -> None:
-        try:
-            socket.create_connection((HUB_HOST, 443), timeout=timeout).close()
-            result.append((True, f"{HUB_HOST} answered"))
-        except OSError as err:
-            result.append((False, f"{HUB_HOST} cannot be reached ({err.__class__.__name__})"))
-
-    thread = threading.Thread(target=attempt, daemon=True)
-    thread.start()
-    thread.join(timeout + 0.5)
-    return result[0] if result else (False, f"{HUB_HOST} did not answer within {timeout:.0f} s")
-
-
 def sd_weights_cached() -> bool:
-    """whether Stable Diffusion's VAE (primary or mirror, from latentlab.pretrained.SD_MODELS) is in the local HF cache"""
-    from latentlab.pretrained import SD_MODELS
-
-    cache = Path(os.environ.get("HF_HUB_CACHE") or Path(os.environ.get("HF_HOME", "~/.cache/huggingface")) / "hub")
-    return any((cache.expanduser() / f"models--{s.repo_id.replace('/', '--')}").exists()
-               for s in SD_MODELS["sd-vae"].sources)
-
-
-def course_weights() -> dict[str, bool]:
-    """which shipped weight files are present in the installed package"""
-    folder = Path(__file__).parent / "weights"
-    return {p.stem: True for p in sorted(folder.glob("*.safetensors"))}
+    """whether Stable Diffusion's VAE (primary or mirror, from sd.SD_MODELS) is in the local Hugging Face cache"""
+    cache = Path(hub_constants.HF_HUB_CACHE).expanduser()
+    return any((cache / f"models--{s.repo_id.replace('/', '--')}").exists() for s in sd.SD_MODELS["sd-vae"].sources)
 
 
 def report(timeout: float = 2.0) -> dict:
     """everything doctor checks, as a dict"""
-    import psutil
-    import torch
-
-    from latentlab import device, mode
-
     dev = device.pick_device()
-    hub_ok, hub_why = hub_reachable(timeout)
+    hub_problem = sd.hub_unreachable(timeout)
+    weights = checkpoints.verify()  # each shipped file's sha256 against its manifest
     mem = psutil.virtual_memory()
     return {
         "versions": versions(),
@@ -83,9 +58,10 @@ def report(timeout: float = 2.0) -> dict:
         "memory_total_gb": round(mem.total / 2**30, 1),
         "memory_available_gb": round(mem.available / 2**30, 1),
         "quick_mode": mode.quick(),
-        "course_weights": sorted(course_weights()),
-        "hub_reachable": hub_ok,
-        "hub": hub_why,
+        "course_weights": [name for name, problem in weights.items() if problem is None],  # verified
+        "weights_problems": {name: problem for name, problem in weights.items() if problem is not None},
+        "hub_reachable": hub_problem is None,
+        "hub": hub_problem or f"{hub_constants.ENDPOINT} answered",
         "sd_vae_cached": sd_weights_cached(),
     }
 
@@ -102,12 +78,13 @@ def run(args: argparse.Namespace) -> int:
     print(f"  device       {info['device']}")
     print(f"  memory       {info['memory_available_gb']} GB free of {info['memory_total_gb']} GB")
     print(f"  quick mode   {'on' if info['quick_mode'] else 'off'}")
-    print(f"  weights      {', '.join(info['course_weights']) or 'none shipped yet'}")
+    print(f"  weights      {', '.join(info['course_weights']) or 'none verified'} (sha256 checked)")
+    for problem in info["weights_problems"].values():
+        print(f"  weights      {problem}", file=sys.stderr)
     print(f"  model hub    {'reachable' if info['hub_reachable'] else 'not reachable'}: {info['hub']}")
-    sd = "in the local cache" if info["sd_vae_cached"] else "not cached"
-    print(f"  SD VAE       {sd}{'' if info['hub_reachable'] or info['sd_vae_cached'] else ' (lesson 09 will use the course VAE)'}")
+    cached = "in the local cache" if info["sd_vae_cached"] else "not cached"
+    print(f"  SD VAE       {cached}{'' if info['hub_reachable'] or info['sd_vae_cached'] else ' (lesson 09 will use the course VAE)'}")
     missing = [name for name, version in v.items() if version is None and name != "jupyterlab"]
     if missing:
         print(f"  missing: {', '.join(missing)}; run the README's setup command.", file=sys.stderr)
-        return 1
-    return 0
+    return 1 if missing or info["weights_problems"] else 0

@@ -88,7 +88,7 @@ def _from_numpy(a: np.ndarray) -> torch.Tensor:
         t = torch.tensor(a, dtype=torch.float32).div_(255.0)  # a copy: PIL's arrays are read-only
     elif np.issubdtype(a.dtype, np.floating):
         t = torch.tensor(a, dtype=torch.float32)
-        _check_unit_range(t, "float numpy image")
+        check_range(t, "float numpy image", 0.0, 1.0)
     else:
         raise InputError(f"numpy image has dtype {a.dtype}; use uint8 (0..255) or float (0..1).")
     t = t if t.ndim == 4 else t[None]
@@ -108,13 +108,7 @@ def _from_torch(t: torch.Tensor) -> torch.Tensor:
     if not t.is_floating_point():
         raise InputError(f"image tensor has dtype {t.dtype}; use uint8 (0..255) or float in [-1, 1].")
     t = t.float()
-    _check_finite(t, "image tensor")
-    lo, hi = t.min().item(), t.max().item()
-    if lo < -1 - RANGE_TOLERANCE or hi > 1 + RANGE_TOLERANCE:
-        raise InputError(
-            f"float image values span {lo:.3g}..{hi:.3g}; latentlab expects [-1, 1] (use x / 127.5 - 1 for "
-            "0..255 values)."
-        )
+    check_range(t, "float image")
     if t.shape[1] != 3:
         return _to_rgb((t + 1) / 2) * 2 - 1
     return t.clamp(-1, 1)
@@ -130,16 +124,20 @@ def _to_rgb(t01: torch.Tensor) -> torch.Tensor:
     return t01
 
 
-def _check_unit_range(t: torch.Tensor, what: str) -> None:
-    _check_finite(t, what)
-    lo, hi = t.min().item(), t.max().item()
-    if lo < -RANGE_TOLERANCE or hi > 1 + RANGE_TOLERANCE:
-        raise InputError(f"{what} values span {lo:.3g}..{hi:.3g}; float numpy images must be in [0, 1].")
-
-
-def _check_finite(t: torch.Tensor, what: str) -> None:
+def check_range(
+    t: torch.Tensor, name: str = "image", low: float = -1.0, high: float = 1.0, fix: str = ""
+) -> tuple[float, float]:
+    """the one range check: (min, max) of a tensor of finite values within [low, high] (give or take float rounding),
+    or an InputError that says what was found and what to do (`fix`, or a hint for 0..255 values)"""
     if not torch.isfinite(t).all():
-        raise InputError(f"{what} contains NaN or infinite values; check the step that produced it.")
+        raise InputError(f"{name} contains NaN or infinite values; check the step that produced it.")
+    lo, hi = t.min().item(), t.max().item()
+    if lo < low - RANGE_TOLERANCE or hi > high + RANGE_TOLERANCE:
+        if not fix:
+            fix = "rescale or clamp it" if hi <= 2 else (
+                "it looks like 0..255: use x / 127.5 - 1" if low < 0 else "it looks like 0..255: use x / 255")
+        raise InputError(f"{name} values span {lo:.3g}..{hi:.3g}; expected [{low:g}, {high:g}] ({fix}).")
+    return lo, hi
 
 
 def check_image(x: torch.Tensor, name: str = "image", multiple_of: int = 1) -> torch.Tensor:
@@ -152,11 +150,7 @@ def check_image(x: torch.Tensor, name: str = "image", multiple_of: int = 1) -> t
         raise InputError(f"{name} has {x.shape[1]} channels; expected 3 (RGB) — convert with images.to_tensor.")
     if not x.is_floating_point():
         raise InputError(f"{name} has dtype {x.dtype}; expected float in [-1, 1] — convert with images.to_tensor.")
-    _check_finite(x, name)
-    lo, hi = x.min().item(), x.max().item()
-    if lo < -1 - RANGE_TOLERANCE or hi > 1 + RANGE_TOLERANCE:
-        hint = " (it looks like 0..255: use x / 127.5 - 1)" if hi > 2 else ""
-        raise InputError(f"{name} values span {lo:.3g}..{hi:.3g}; expected [-1, 1]{hint}.")
+    check_range(x, name)
     h, w = x.shape[-2:]
     if h % multiple_of or w % multiple_of:
         fit_w, fit_h = (max(multiple_of, round(side / multiple_of) * multiple_of) for side in (w, h))  # nearest

@@ -30,7 +30,7 @@ def check_latents(z, channels: int | None = None, name: str = "latents") -> torc
         raise InputError(f"{name} must be a float tensor of shape {expected}, not {type(z).__name__}.")
     if z.ndim != 4 or (channels is not None and z.shape[1] != channels):
         hint = " — add a batch axis with z[None]" if z.ndim == 3 and channels in (None, z.shape[0]) else ""
-        raise InputError(f"{name} have shape {tuple(z.shape)}; expected {expected}{hint}.")
+        raise InputError(f"the {name} tensor has shape {tuple(z.shape)}; expected {expected}{hint}.")
     if not torch.isfinite(z).all():
-        raise InputError(f"{name} contain NaN or infinite values; check the step that produced them.")
+        raise InputError(f"the {name} tensor contains NaN or infinite values; check the step that produced it.")
     return z

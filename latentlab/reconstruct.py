@@ -21,11 +21,11 @@ import torch
 from PIL import Image
 
 from latentlab.bench import available_memory, forward_cost
+from latentlab.checkpoints import load_course_vae
 from latentlab.device import describe, pick_device
 from latentlab.errors import InputError
 from latentlab.images import fit_within, image_size, load_image, psnr, to_pil
 from latentlab.outputs import check_destinations, image_suffixes, write_all
-from latentlab.pretrained import load_course_vae
 
 MAX_SIDE = 1024  # default --max-side: 1024x683 takes ~1 GB and a few seconds on a laptop CPU
 MIN_SIDE = 8  # the VAE's factor: the smallest side that still has one latent value

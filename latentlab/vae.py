@@ -16,6 +16,7 @@ from torch import nn
 from latentlab.blocks import Downsample, MidBlock, ResBlock, Upsample
 from latentlab.errors import InputError
 from latentlab.images import check_image
+from latentlab.latents import check_latents
 
 
 @dataclass
@@ -239,7 +240,11 @@ class VAE(nn.Module):
         return self.config.scaling_factor
 
     def encode(self, x: torch.Tensor) -> DiagonalGaussian:
-        """image (B, 3, H, W) in [-1, 1] -> DiagonalGaussian over latents (B, 4, H/8, W/8)."""
+        """image (B, 3, H, W) in [-1, 1] -> DiagonalGaussian over *raw* latents (B, 4, H/8, W/8), unscaled.
+
+        As AutoencoderKL's: the denoiser's latents are latents.scale(posterior.mode(), scaling_factor), and
+        sd.LatentCodec.encode returns those scaled latents instead.
+        """
         check_image(x, name="image", multiple_of=self.factor)  # (B, 3, H, W), finite, in [-1, 1], H and W % 8 == 0
         param = next(self.parameters())
         h = self.encoder(x.to(param.device, param.dtype))  # (B, 2 * 4, H/8, W/8)
@@ -249,7 +254,7 @@ class VAE(nn.Module):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """latent (B, 4, h, w) -> image (B, 3, 8h, 8w), roughly in [-1, 1] (not clamped)."""
-        self._check_latent(z)
+        check_latents(z, self.config.latent_channels, "latent")  # (B, 4, h, w), float, finite
         param = next(self.parameters())
         z = z.to(param.device, param.dtype)
         if self.post_quant_conv is not None:
@@ -263,18 +268,6 @@ class VAE(nn.Module):
         posterior = self.encode(sample)
         z = posterior.sample(generator) if sample_posterior else posterior.mode()  # (B, 4, H/8, W/8)
         return self.decode(z)  # (B, 3, H, W)
-
-    def _check_latent(self, z: torch.Tensor) -> None:
-        c = self.config.latent_channels
-        if not isinstance(z, torch.Tensor):
-            raise InputError(f"latent is a {type(z).__name__}; pass a tensor of shape (B, {c}, h, w).")
-        if z.ndim != 4 or z.shape[1] != c:
-            hint = " — add a batch axis with z[None]" if z.ndim == 3 and z.shape[0] == c else ""
-            raise InputError(f"latent has shape {tuple(z.shape)}; the decoder expects (B, {c}, h, w){hint}.")
-        if not z.is_floating_point():
-            raise InputError(f"latent has dtype {z.dtype}; the decoder expects a float tensor.")
-        if not torch.isfinite(z).all():
-            raise InputError("latent contains NaN or infinite values; check the step that produced it.")
 
     # ---- one-to-one with diffusers.AutoencoderKL
 

@@ -3,6 +3,7 @@
 The preview is the trick behind cheap "live previews" in Stable Diffusion front ends: a 4 x 3 matrix
 (plus a bias) maps each latent pixel's 4 numbers to an RGB colour. Here it is fitted by least squares
 from latents to the image shrunk to the latent's size, so it works for any VAE, the course's or SD's.
+Lesson 04 builds it; lessons 02, 03, 08 and 09 show their pictures with `show_images`.
 """
 
 from __future__ import annotations
@@ -15,16 +16,13 @@ import torch.nn.functional as F
 
 from latentlab.errors import InputError
 from latentlab.images import to_numpy
+from latentlab.latents import check_latents
 
 
 def _as_latent(latent: torch.Tensor, name: str = "latent") -> torch.Tensor:
-    """(C, h, w) or (B, C, h, w) -> (B, C, h, w) float on the CPU"""
-    if not isinstance(latent, torch.Tensor):
-        raise InputError(f"{name} is a {type(latent).__name__}; pass a tensor of shape (B, 4, h, w).")
-    latent = latent[None] if latent.ndim == 3 else latent
-    if latent.ndim != 4:
-        raise InputError(f"{name} has shape {tuple(latent.shape)}; expected (B, C, h, w) or (C, h, w).")
-    return latent.detach().float().cpu()
+    """(C, h, w) or (B, C, h, w) -> (B, C, h, w) float on the CPU; latents.check_latents says what is wrong"""
+    latent = latent[None] if isinstance(latent, torch.Tensor) and latent.ndim == 3 else latent
+    return check_latents(latent, name=name).detach().float().cpu()
 
 
 def plot_channels(

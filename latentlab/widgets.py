@@ -4,6 +4,7 @@ Each app is a pure `render_*` function (parameters -> uint8 image, testable with
 builder that wires sliders to it and returns the widget. The decoded picture is an `ipywidgets.Image`
 holding PNG bytes. Interpolation: lerp, and slerp (Shoemake 1985; White 2016, "Sampling Generative
 Networks", https://arxiv.org/abs/1609.04468), which keeps the norm that Gaussian latents live at.
+Lesson 04 (channel sliders, interpolation), lesson 05 (the noise slider) and lesson 09 (SD's latents).
 """
 
 from __future__ import annotations
@@ -14,12 +15,15 @@ import time
 from collections.abc import Sequence
 from typing import Literal
 
+import ipywidgets as w
 import numpy as np
 import torch
 from PIL import Image
 
+from latentlab.diffusion import q_sample
 from latentlab.errors import InputError
-from latentlab.images import to_numpy
+from latentlab.images import check_image, to_numpy
+from latentlab.latents import check_latents, scale, unscale
 
 Interpolation = Literal["lerp", "slerp"]
 
@@ -122,9 +126,9 @@ def render_interpolation(vae, z0: torch.Tensor, z1: torch.Tensor, t: float, meth
 
 
 def _check_one_latent(latent: torch.Tensor, name: str) -> torch.Tensor:
-    if not isinstance(latent, torch.Tensor) or latent.ndim not in (3, 4):
-        raise InputError(f"{name} must be a latent tensor (1, C, h, w); encode an image with vae.encode(x).mode().")
-    latent = latent if latent.ndim == 4 else latent[None]
+    """one latent, (C, h, w) or (1, C, h, w) -> (1, C, h, w): latents.check_latents, and the apps show one"""
+    latent = latent[None] if isinstance(latent, torch.Tensor) and latent.ndim == 3 else latent
+    check_latents(latent, name=name)
     if latent.shape[0] != 1:
         raise InputError(f"{name} holds {latent.shape[0]} latents; the app shows one, pass {name}[:1].")
     return latent.detach()
@@ -136,15 +140,13 @@ def channel_sliders(vae, latent: torch.Tensor, width: int = 256, release_vae=Non
     """App: gain, offset and a zero box per latent channel; the decoded image updates on every move.
 
     Args:
-        vae: anything with decode(latent) -> image, e.g. latentlab.pretrained.load_course_vae().
+        vae: anything with decode(latent) -> image, e.g. latentlab.checkpoints.load_course_vae().
         latent: one latent (1, C, h, w), unscaled (as vae.encode gives it).
         width: display width of the images in pixels.
         release_vae: optional slower, better decoder of the same latents (e.g. SD's VAE, with TAESD as `vae`):
             `vae` draws the live preview while a slider moves, release_vae redraws once the sliders rest.
         release_after_s: how long the sliders must rest before release_vae decodes.
     """
-    import ipywidgets as w
-
     latent = _check_one_latent(latent, "latent")
     channels = latent.shape[1]
     spread = round(max(latent.std().item(), 0.1) * 3, 1)  # offsets span about 3 standard deviations
@@ -216,8 +218,6 @@ def channel_sliders(vae, latent: torch.Tensor, width: int = 256, release_vae=Non
 
 def interpolation_slider(vae, z0: torch.Tensor, z1: torch.Tensor, width: int = 256):
     """App: a t slider from z0 to z1 and a lerp / slerp switch; decodes the latent in between on every move."""
-    import ipywidgets as w
-
     z0, z1 = _check_one_latent(z0, "z0"), _check_one_latent(z1, "z1")
     interpolate(z0, z1, 0.0)  # checks the shapes match
     t = w.FloatSlider(0.5, min=0.0, max=1.0, step=0.05, description="t", layout=w.Layout(width="400px"))
@@ -248,18 +248,16 @@ def interpolation_slider(vae, z0: torch.Tensor, z1: torch.Tensor, width: int = 2
 def render_noising(
     vae,
     x0: torch.Tensor,  # (1, 3, H, W) image in [-1, 1]
-    z0: torch.Tensor,  # (1, 4, H/8, W/8) its latent, already multiplied by the VAE's scaling_factor
+    z0: torch.Tensor,  # (1, 4, H/8, W/8) its latent, scaled: latents.scale(raw, vae.scaling_factor)
     t: int,
     alphas_cumprod: torch.Tensor,  # (T,) of the noise schedule
     pixel_noise: torch.Tensor,  # fixed N(0, I) draws, shaped like x0 and z0
     latent_noise: torch.Tensor,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """q(x_t | x_0) at one t in pixels and in latents -> (x_t, decode(z_t / scaling_factor)) as uint8 images"""
-    from latentlab.diffusion import q_sample
-
+    """q(x_t | x_0) at one t in pixels and in latents -> (x_t, decode(unscale(z_t))) as uint8 images"""
     x_t = q_sample(x0, t, pixel_noise, alphas_cumprod)
     z_t = q_sample(z0, t, latent_noise, alphas_cumprod)
-    return to_numpy(x_t[0].clamp(-1, 1)), decode_image(vae, z_t / vae.scaling_factor)
+    return to_numpy(x_t[0].clamp(-1, 1)), decode_image(vae, unscale(z_t, vae.scaling_factor))
 
 
 def noise_slider(vae, image: torch.Tensor, alphas_cumprod: torch.Tensor, seed: int = 0, width: int = 256):
@@ -272,15 +270,11 @@ def noise_slider(vae, image: torch.Tensor, alphas_cumprod: torch.Tensor, seed: i
         seed: the noise is drawn once from this seed, so moving t shows one noising path.
         width: display width of each picture in pixels.
     """
-    import ipywidgets as w
-
-    from latentlab.images import check_image
-
     check_image(image, name="image", multiple_of=8)
     if image.shape[0] != 1:
         raise InputError(f"image holds {image.shape[0]} pictures; the app shows one, pass image[:1].")
     with torch.inference_mode():
-        z0 = vae.encode(image).mode() * vae.scaling_factor  # (1, 4, H/8, W/8), about unit variance
+        z0 = scale(vae.encode(image).mode(), vae.scaling_factor)  # (1, 4, H/8, W/8), about unit variance
     g = torch.Generator().manual_seed(seed)
     pixel_noise = torch.randn(image.shape, generator=g)
     latent_noise = torch.randn(z0.shape, generator=g).to(z0)

@@ -2,10 +2,13 @@
 
 The test opens lesson 04, runs all cells from the Run menu, waits for the channel-slider app, reads the decoded
 image (the PNG behind the widget's <img>), moves a slider with the keyboard and checks that the picture changed.
-Chromium comes from the system (Debian's `chromium`, installed by tools/install_chromium.sh); Playwright's own
-browser download is never used. A screenshot is saved on failure; the server and browser always shut down.
+The browser is found by one function, `find_chromium` in tools/chromium.py (Debian's `chromium`, which `make test`
+installs through apt, or Chrome / Chromium / Playwright's download elsewhere). Where there is none and no apt to
+install one (macOS without Chrome, other distributions) the test is skipped with the reason; where apt exists, a
+missing browser fails it. A screenshot is saved on failure; the server and browser always shut down.
 """
 
+import importlib.util
 import io
 import json
 import os
@@ -25,7 +28,6 @@ import pytest
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = Path("/usr/bin/chromium")
 LESSON = "04_latent_channels.ipynb"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-proxy-server"]
@@ -124,13 +126,45 @@ def _pixels(png: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.int16)
 
 
+def _chromium_tool():
+    spec = importlib.util.spec_from_file_location("latentlab_tools_chromium", ROOT / "tools" / "chromium.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture
 def chromium() -> Path:
-    """the system Chromium; a missing one fails the test (never a silent skip)"""
-    if not CHROMIUM.exists():
-        pytest.fail(f"Chromium is missing at {CHROMIUM}; install it with `bash tools/install_chromium.sh` "
-                    "(`make test` runs it first).")
-    return CHROMIUM
+    """the browser from tools/chromium.py; none: a skip with the reason, or a failure where apt could install it"""
+    path, why = _chromium_tool().find_chromium()
+    if path is None:
+        if shutil.which("apt-get"):
+            pytest.fail(f"{why}; `make test` installs Debian's chromium first (python tools/chromium.py --install).")
+        pytest.skip(f"no browser for the JupyterLab test: {why}")
+    return path
+
+
+def test_without_a_browser_or_apt_the_install_step_says_the_test_will_skip(monkeypatch, capsys, tmp_path):
+    tool = _chromium_tool()
+    monkeypatch.delenv(tool.ENV_VAR, raising=False)
+    monkeypatch.setattr(tool, "DEBIAN", tmp_path / "no-chromium")
+    monkeypatch.setattr(tool, "MACOS_APPS", [tmp_path / "no-app"])
+    monkeypatch.setattr(tool.shutil, "which", lambda name: None)  # no apt-get, no chromium on PATH
+    monkeypatch.setattr(tool, "playwright_chromium", lambda: None)
+    attempts = []
+    monkeypatch.setattr(tool.subprocess, "run", lambda cmd, **kw: attempts.append(cmd))
+    assert tool.install() == 0
+    assert attempts and attempts[0][1:] == ["-m", "playwright", "install", "chromium"]  # what the platform offers
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("chromium.py: the browser test will be skipped: no Chrome or Chromium")
+    # a Chrome found on the way is used, in the order the tool documents
+    chrome = tmp_path / "Google Chrome"
+    chrome.write_text("#!/bin/sh\n")
+    chrome.chmod(0o755)
+    monkeypatch.setattr(tool, "MACOS_APPS", [chrome])
+    assert tool.find_chromium() == (chrome, "the macOS application")
+    monkeypatch.setenv(tool.ENV_VAR, str(tmp_path / "missing"))
+    assert tool.find_chromium()[0] is None and tool.ENV_VAR in tool.find_chromium()[1]
 
 
 def test_lesson04_channel_slider_redraws_in_chromium(chromium, jupyterlab, tmp_path):

@@ -64,6 +64,37 @@ def test_ddpm_step_matches_diffusers(t, clip):
     assert torch.allclose(prev, out.prev_sample, atol=1e-5)
 
 
+@pytest.mark.parametrize("clip", [None, 1.0])
+@pytest.mark.parametrize("steps", [1, 5, 50])
+def test_ddim_step_matches_diffusers_through_a_whole_loop(steps, clip):
+    """SD's schedule, every step of diffusers' own DDIM timesteps, down to the clean image (set_alpha_to_one)"""
+    ref = DDIMScheduler(**diffusion.SD_SCHEDULE, clip_sample=clip is not None, clip_sample_range=clip or 1.0)
+    ref.set_timesteps(steps)
+    model = _EpsModel(1000)
+    x = ours = torch.randn(2, 4, 8, 8, generator=_gen(2))
+    timesteps = ref.timesteps.tolist()
+    for t, prev_t in zip(timesteps, timesteps[1:] + [-1]):
+        eps = model(x, t)
+        out = ref.step(eps, t, x)
+        ours, x0 = diffusion.ddim_step(model(ours, t), t, prev_t, ours, ref.alphas_cumprod, clip_sample=clip)
+        assert torch.allclose(x0, out.pred_original_sample, atol=1e-5)
+        x = out.prev_sample
+        assert torch.allclose(ours, x, atol=1e-5)
+
+
+def test_ddim_step_with_the_true_noise_lands_on_the_clean_image():
+    """eta = 0 is exact when the model predicts the noise that was added (Song et al. 2021, eq. 12)"""
+    acp = diffusion.alphas_cumprod(diffusion.make_betas(**diffusion.SD_SCHEDULE))
+    g = _gen(0)
+    x0, noise = torch.rand(1, 3, 8, 8, generator=g) * 2 - 1, torch.randn(1, 3, 8, 8, generator=g)
+    x = diffusion.q_sample(x0, 999, noise, acp)
+    for t, prev_t in [(999, 700), (700, 300), (300, -1)]:
+        x, _ = diffusion.ddim_step(noise, t, prev_t, x, acp)
+    assert torch.allclose(x, x0, atol=1e-5)
+    with pytest.raises(InputError, match="timestep 1000 is out of range"):
+        diffusion.ddim_step(noise, 1000, 999, x, acp)
+
+
 def test_posterior_mean_recovers_x0_path():
     # if x_t was made from x0 by eq. 4, the posterior mean lies between them: closer to x0 for small t
     acp = diffusion.alphas_cumprod(diffusion.linear_beta_schedule(1000).double())  # float64: exact algebra
@@ -191,7 +222,7 @@ def test_noise_slider_redraws_on_a_new_t(tiny_vae):
 
 
 def test_train_denoiser_lowers_the_loss_and_checks_shapes():
-    from latentlab.train import train_denoiser
+    from latentlab.denoiser_training import train_denoiser
     from latentlab.unet import UNetConfig
 
     data = torch.randn(64, 4, 4, 4, generator=_gen(6)) * 0.1 + torch.linspace(-1, 1, 4)[None, :, None, None]

@@ -1,14 +1,18 @@
 """device, mode, bench, doctor and the command line."""
 
+import argparse
 import json
+import shutil
+import socket
 import subprocess
 import sys
 import time
 
 import pytest
 import torch
+from huggingface_hub import constants as hub_constants
 
-from latentlab import bench, device, doctor, mode
+from latentlab import bench, checkpoints, device, doctor, mode
 from latentlab.errors import InputError
 
 
@@ -66,13 +70,37 @@ def test_conv_flops_ratio_of_a_conv_stack_follows_pixels():
 
 
 def test_doctor_offline_is_fast_and_says_why(monkeypatch):
+    """doctor asks the hub the way lesson 09 does (sd.hub_unreachable); a refused endpoint fails at once, with no DNS"""
     start = time.perf_counter()
-    ok, why = doctor.hub_reachable(timeout=1.0)
-    assert not ok and "HF_HUB_OFFLINE" in why  # conftest sets it
+    info = doctor.report(timeout=1.0)
+    assert info["hub_reachable"] is False and "HF_HUB_OFFLINE" in info["hub"]  # conftest sets it
     monkeypatch.delenv("HF_HUB_OFFLINE")
-    ok, why = doctor.hub_reachable(timeout=1.0)  # the conftest network guard refuses the connection
-    assert not ok and "cannot be reached" in why
-    assert time.perf_counter() - start < 3
+    with socket.socket() as s:  # a loopback port nobody listens on: refused at once, whatever the resolver does
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setattr(hub_constants, "ENDPOINT", f"http://127.0.0.1:{port}")
+    for name in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    info = doctor.report(timeout=1.0)
+    assert info["hub_reachable"] is False and info["hub"].startswith("127.0.0.1 cannot be reached")
+    assert time.perf_counter() - start < 10
+    assert not hasattr(doctor, "hub_reachable")  # one hub check, in latentlab.sd
+
+
+def test_doctor_verifies_each_weights_file_against_its_manifest(tmp_path, monkeypatch, capsys):
+    for name in ("vae", "denoiser"):
+        for suffix in (".safetensors", ".json"):
+            shutil.copy(checkpoints.WEIGHTS_DIR / f"{name}{suffix}", tmp_path / f"{name}{suffix}")
+    monkeypatch.setattr(checkpoints, "WEIGHTS_DIR", tmp_path)
+    assert doctor.report(timeout=0.1)["course_weights"] == ["denoiser", "vae"]
+    data = bytearray((tmp_path / "vae.safetensors").read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte: the file is present, and wrong
+    (tmp_path / "vae.safetensors").write_bytes(bytes(data))
+    info = doctor.report(timeout=0.1)
+    assert info["course_weights"] == ["denoiser"]
+    assert "corrupt" in info["weights_problems"]["vae"] and "`make weights`" in info["weights_problems"]["vae"]
+    assert doctor.run(argparse.Namespace(json=False, timeout=0.1)) == 1
+    assert "vae weights at" in capsys.readouterr().err
 
 
 def test_doctor_command_runs_offline():
@@ -85,8 +113,24 @@ def test_doctor_command_runs_offline():
     assert info["hub_reachable"] is False and info["versions"]["torch"] and info["device"]
 
 
-def test_cli_reports_bad_input_in_one_line(capsys):
+@pytest.mark.parametrize("command, words", [
+    (["reconstruct", "/nonexistent/photo.png"], "/nonexistent/photo.png"),
+    (["bench", "--device", "tpu-please"], "tpu-please"),
+])
+def test_cli_reports_bad_input_in_one_line(command, words):
+    """a real process, as a learner sees it: exit 2 and one line on stderr that names the command and the input"""
+    out = subprocess.run([sys.executable, "-m", "latentlab", *command], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.splitlines()
+    assert len(lines) == 1, f"expected one line, got {len(lines)}:\n{out.stderr}"
+    assert lines[0].startswith(f"latentlab {command[0]}: ") and words in lines[0]
+    assert "Traceback" not in out.stderr and out.stdout == ""
+
+
+def test_cli_unknown_command_is_a_usage_error_not_a_traceback(capsys):
     from latentlab import cli
 
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as stop:
         cli.main(["no-such-command"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "invalid choice" in err and "no-such-command" in err and "Traceback" not in err

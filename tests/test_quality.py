@@ -55,6 +55,70 @@ def test_best_shape_names_a_rotated_square_and_rejects_a_ring():
     assert quality.best_shape(torch.zeros(64, 64, dtype=torch.bool)) == (-1, 0.0)
 
 
+def _image(mask: torch.Tensor) -> torch.Tensor:
+    """a bool mask -> a (1, 3, H, W) two-colour image, foreground on a flat background"""
+    background, foreground = torch.tensor([-0.4, 0.2, -0.1]), torch.tensor([0.8, -0.6, 0.5])
+    x = background[:, None, None].expand(3, *mask.shape).clone()
+    x[:, mask] = foreground[:, None]
+    return x[None]
+
+
+_YS, _XS = torch.meshgrid(torch.arange(64) + 0.5, torch.arange(64) + 0.5, indexing="ij")
+
+
+def _superellipse(n: float) -> torch.Tensor:
+    """|x|^n + |y|^n <= 1: n = 2 is a circle, large n a square; 3-4 is a rounded square, neither one"""
+    return ((_XS - 32).abs() / 14) ** n + ((_YS - 32).abs() / 14) ** n <= 1
+
+
+def _lumpy_disc(amplitude: float) -> torch.Tensor:
+    theta, r = torch.atan2(_YS - 32, _XS - 32), torch.hypot(_XS - 32, _YS - 32)
+    return r <= 15 * (1 + amplitude * (torch.sin(3 * theta) + torch.cos(5 * theta)))
+
+
+def test_a_perfect_circle_is_never_a_square_and_a_square_never_a_circle():
+    circle = data._shape_mask(0, 64, 32, 32, 16, 0)
+    square = data._shape_mask(1, 64, 31.3, 32.6, 16, math.radians(20))
+    for mask, own, other in [(circle, 0, 1), (square, 1, 0)]:
+        scores = quality.shape_scores(mask)
+        assert scores[own] > 0.95 and scores[own] - scores[other] > 0.1  # equal-area circle/square: IoU ~0.84
+        verdict = quality.judge(_image(mask))
+        assert verdict.labels.tolist() == [own]
+        assert verdict.class_counts[data.SHAPE_CLASSES[other]] == 0
+
+
+def test_every_perfect_shape_clears_both_rules_by_a_margin():
+    shapes, labels = data.shapes_batch(64, size=32, seed=7)  # the smallest size the course draws: the hardest
+    verdict = quality.judge(shapes)
+    own = verdict.scores.gather(1, labels[:, None])[:, 0]
+    others = verdict.scores.scatter(1, labels[:, None], 0.0).max(dim=1).values
+    assert own.min() >= 0.93 and (own - others).min() >= 0.1  # vs min_iou 0.85, margin 0.05
+    assert torch.equal(verdict.labels, labels)
+
+
+@pytest.mark.parametrize("name, mask", [
+    ("rounded square, n=3", _superellipse(3)),
+    ("rounded square, n=4", _superellipse(4)),
+    ("lumpy disc", _lumpy_disc(0.1)),
+])
+def test_near_misses_between_classes_are_rejected(name, mask):
+    assert quality.judge(_image(mask)).recognised == 0.0, name
+    # the judge before the margin rule (IoU >= 0.8 alone) called each of these a shape: the rules are what reject it
+    assert quality.judge(_image(mask), min_iou=0.8, margin=0.0).recognised == 1.0, name
+
+
+def test_a_slightly_rounded_square_is_still_a_square():
+    verdict = quality.judge(_image(_superellipse(8)))
+    assert verdict.labels.tolist() == [1]
+
+
+def test_per_class_shares():
+    verdict = quality.Judgement(0.5, 1.0, 0.5, 0.9, {"circle": 3, "square": 1, "triangle": 0, "cross": 0})
+    assert verdict.per_class() == {"circle": 0.75, "square": 0.25, "triangle": 0.0, "cross": 0.0}
+    none = quality.Judgement(0.0, 0.0, 0.0, 0.0, {"circle": 0, "square": 0, "triangle": 0, "cross": 0})
+    assert set(none.per_class().values()) == {0.0}
+
+
 def test_balance_and_bad_input():
     even = quality.Judgement(1.0, 1.0, 1.0, 0.9, {"circle": 5, "square": 5, "triangle": 5, "cross": 5})
     assert abs(even.balance() - 1.0) < 1e-9

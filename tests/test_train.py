@@ -1,26 +1,21 @@
-"""Checkpoints (atomic, clear errors), the generic loop (history, evaluation, Ctrl-C), the VAE loss and the CLI."""
+"""The generic loop (history, evaluation, Ctrl-C), the VAE loss and the CLI."""
 
 import json
-import os
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
-import latentlab.train as train
+from latentlab.checkpoints import load_checkpoint, save_checkpoint, sha256_file
 from latentlab.cli import main
 from latentlab.errors import InputError
 from latentlab.train import (
     WeightAverage,
     fit,
-    load_checkpoint,
-    read_checkpoint,
-    save_checkpoint,
-    shuffle_rgb,
     vae_loss,
     warmup_cosine,
 )
 from latentlab.vae import VAE, VAEConfig
+from latentlab.vae_training import shuffle_rgb
 
 TINY = VAEConfig(block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4)
 
@@ -37,65 +32,6 @@ def _images(b=4, size=16, seed=0):
 def _same_weights(a, b):
     sa, sb = a.state_dict(), b.state_dict()
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
-
-
-def test_save_and_load_round_trip_with_metadata(tmp_path):
-    path = save_checkpoint(tmp_path / "m.safetensors", _vae(0), {"step": 7, "note": "hello", "config": {"a": 1}})
-    other = _vae(1)
-    metadata = load_checkpoint(path, other)
-    assert _same_weights(other, _vae(0))
-    assert metadata == {"step": "7", "note": "hello", "config": '{"a": 1}'}
-    assert os.stat(path).st_mode & 0o044 == 0o044  # readable by others, like any file we ship
-    assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]  # no temp file left behind
-
-
-def test_a_failure_mid_save_leaves_the_old_file_intact(tmp_path, monkeypatch):
-    path = tmp_path / "m.safetensors"
-    save_checkpoint(path, _vae(0))
-    before = path.read_bytes()
-
-    def half_write_then_fail(tensors, filename, metadata=None):
-        with open(filename, "wb") as f:
-            f.write(b"\x00" * 100)  # a truncated file, then the disk fills up
-        raise OSError("No space left on device")
-
-    monkeypatch.setattr(train, "save_file", half_write_then_fail)
-    with pytest.raises(OSError, match="No space"):
-        save_checkpoint(path, _vae(1))
-    assert path.read_bytes() == before
-    assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]
-    model = _vae(1)
-    load_checkpoint(path, model)
-    assert _same_weights(model, _vae(0))
-
-
-def test_load_errors_say_what_is_wrong(tmp_path):
-    with pytest.raises(InputError, match="no checkpoint at"):
-        load_checkpoint(tmp_path / "missing.safetensors", _vae())
-
-    garbage = tmp_path / "garbage.safetensors"
-    garbage.write_bytes(os.urandom(64))
-    with pytest.raises(InputError, match="corrupt"):
-        load_checkpoint(garbage, _vae())
-
-    good = save_checkpoint(tmp_path / "good.safetensors", _vae())
-    truncated = tmp_path / "truncated.safetensors"
-    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
-    with pytest.raises(InputError, match="corrupt"):
-        load_checkpoint(truncated, _vae())
-
-    bigger = VAE(VAEConfig(block_out_channels=(8, 16, 16), layers_per_block=1, norm_num_groups=4))
-    with pytest.raises(InputError, match=r"keys \d+ missing \(e\.g\. decoder\.up_blocks\.1\.upsamplers"):
-        load_checkpoint(good, bigger)
-    wider = VAE(VAEConfig(block_out_channels=(8, 32), layers_per_block=1, norm_num_groups=4))
-    with pytest.raises(InputError, match="another shape"):
-        load_checkpoint(good, wider)
-
-
-def test_read_checkpoint_returns_tensors_and_metadata(tmp_path):
-    path = save_checkpoint(tmp_path / "m.safetensors", _vae(), {"step": 3})
-    tensors, metadata = read_checkpoint(path)
-    assert metadata == {"step": "3"} and set(tensors) == set(load_file(path))
 
 
 def test_warmup_cosine_shape():
@@ -197,9 +133,8 @@ def test_train_vae_command_writes_weights_and_manifest(tmp_path, capsys):
                  "--norm-num-groups", "4", "--eval-every", "2", "--threads", "1", "--device", "cpu", "--out", str(out)])
     assert code == 0
     manifest = json.loads(out.with_suffix(".json").read_text())
-    from latentlab.pretrained import sha256_file
-
     assert manifest["sha256"] == sha256_file(out)
+    assert out.with_suffix(".json").stat().st_mode & 0o777 == 0o644  # readable like any file, not 0600
     assert manifest["steps_done"] == 2 and manifest["seed"] == 0 and manifest["wall_time_s"] > 0
     assert manifest["command"].startswith("latentlab train vae --steps 2 --batch-size 2 --crop 16")
     assert "heldout_psnr" in manifest["final"]
@@ -293,14 +228,20 @@ def test_train_vae_command_rejects_a_checkpoint_without_a_config(tmp_path, capsy
 @pytest.mark.parametrize(
     "args,words",
     [
-        (["--average", "1.5"], "decay between 0 and 1"),
-        (["--crop", "20"], "multiple of the VAE factor"),
+        (["--average", "1.5"], "--average must be a decay strictly between 0 and 1 (e.g. 0.999), not 1.5."),
         (["--block-out-channels", "8,x"], "integers joined by commas"),
         (["--crop-scale", "0.5"], "two fractions"),
-        (["--steps", "0"], "must be positive"),
+        (["--steps", "0"], "--steps must be an integer >= 1, not 0."),
     ],
 )
 def test_train_vae_command_rejects_bad_options(args, words, capsys, tmp_path):
-    assert main(["train", "vae", "--out", str(tmp_path / "x.safetensors"), *args]) == 2
+    with pytest.raises(SystemExit) as exit:  # argparse refuses the flag itself, before anything runs
+        main(["train", "vae", "--out", str(tmp_path / "x.safetensors"), *args])
     err = capsys.readouterr().err
-    assert words in err and err.count("\n") == 1
+    assert exit.value.code == 2 and words in err and err.count("\n") == 1
+
+
+def test_train_vae_command_checks_the_crop_against_the_vae_factor(capsys, tmp_path):
+    assert main(["train", "vae", "--crop", "20", "--out", str(tmp_path / "x.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert "crop 20 must be a multiple of the VAE factor 8" in err and err.count("\n") == 1

@@ -1,14 +1,15 @@
 """Slider latency: one move of a latent-channel slider -> the decoded 256x256 image ready to show, on this CPU.
 
-    .venv/bin/python tools/bench_slider.py                   # 1 and 2 threads, 256x256 (latent 4x32x32)
-    .venv/bin/python tools/bench_slider.py --threads 2 --channels-last
+    .venv/bin/python tools/bench_slider.py                   # the lessons' thread policy, 1 and 2 threads, 256x256
+    .venv/bin/python tools/bench_slider.py --threads auto --channels-last
 
 One "move" is exactly what the lesson 04 slider app does on each change: `latentlab.widgets.render_channels`
 (edit one channel's gain and offset, decode under inference mode, clamp, convert to uint8 pixels) and
 `png_bytes` (the PNG the browser is sent). Lesson 04 decodes a move with `widgets.ShrunkPreview` (the latent at
 half size, enlarged) and redraws with the full course VAE once the slider rests; both are timed ("preview" and
 "full"). Timed with latentlab.bench.time_fn (warm-up, median, spread). The target: a preview median under 100 ms.
-Other processes share the CPU, so the load average is printed with the numbers.
+Other processes share the CPU, so the load average is printed with the numbers; "auto" threads is the lessons'
+own policy (`device.set_threads()`: the affinity mask, a container's CPU quota and the load).
 """
 
 import argparse
@@ -19,9 +20,9 @@ import sys
 import torch
 
 from latentlab.bench import time_fn
+from latentlab.checkpoints import load_course_vae
 from latentlab.data import load_photo
 from latentlab.device import set_threads
-from latentlab.pretrained import load_course_vae
 from latentlab.widgets import ShrunkPreview, png_bytes, render_channels
 
 TARGET_MS = 100.0
@@ -37,7 +38,8 @@ def slider_move(vae, z: torch.Tensor, channel: int, gain: float, offset: float) 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=256, help="image side (latent side = size / 8)")
-    parser.add_argument("--threads", default="1,2", help="comma-separated thread counts to try")
+    parser.add_argument("--threads", default="auto,1,2",
+                        help="comma-separated thread counts to try; auto: the lessons' policy (device.set_threads())")
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--channels-last", action="store_true", help="run the decoder in channels_last layout")
     parser.add_argument("--json", action="store_true")
@@ -55,20 +57,22 @@ def main() -> int:
         return slider_move(decoder, z, channel=i % 4, gain=1 + 0.1 * (i % 7), offset=0.05 * (i % 5))
 
     results = []
-    for threads in [int(t) for t in args.threads.split(",")]:
-        set_threads(threads)
+    for choice in args.threads.split(","):
+        threads = set_threads(None if choice == "auto" else int(choice))
         for kind, decoder in [("preview", ShrunkPreview(vae, scale=2)), ("full", vae)]:
             load_before = os.getloadavg()[0]
             timing = time_fn(lambda decoder=decoder: move(decoder), warmup=3, repeats=args.repeats, device="cpu")
             results.append({**timing.as_dict(), "decode": kind, "threads": threads, "size": args.size,
-                            "latent": list(z.shape), "channels_last": args.channels_last,
+                            "policy": choice == "auto", "latent": list(z.shape), "channels_last": args.channels_last,
                             "load_avg_1min": [load_before, os.getloadavg()[0]], "cpus": os.cpu_count(),
                             "target_met": timing.median_ms < TARGET_MS})
     if args.json:
         print(json.dumps(results))
     else:
         for r in results:
+            policy = " (the lessons' policy)" if r["policy"] else ""
             print(f"{r['decode']:>7}: {r['size']}x{r['size']} (latent {tuple(r['latent'])}), {r['threads']} thread(s)"
+                  f"{policy}"
                   f"{', channels_last' if r['channels_last'] else ''}: median {r['median_ms']:.1f} ms, IQR "
                   f"{r['iqr_ms']:.1f}, min {r['min_ms']:.1f}, max {r['max_ms']:.1f} (n={r['repeats']}); "
                   f"load average {r['load_avg_1min'][0]:.1f} -> {r['load_avg_1min'][1]:.1f} on {r['cpus']} CPUs; "

@@ -20,11 +20,18 @@ import time
 import torch
 
 from latentlab.baselines import PatchPCA, bicubic_roundtrip, latent_values
+from latentlab.checkpoints import (
+    WEIGHTS_DIR,
+    course_manifest,
+    course_weights,
+    load_checkpoint,
+    read_checkpoint,
+    sha256_file,
+    write_manifest,
+)
 from latentlab.data import CHECK_PHOTOS, HELDOUT_PHOTOS, PhotoCrops, heldout_images, load_photo
 from latentlab.device import set_threads
 from latentlab.images import psnr
-from latentlab.pretrained import WEIGHTS_DIR, course_manifest, course_weights, sha256_file, write_manifest
-from latentlab.train import load_checkpoint, read_checkpoint
 from latentlab.vae import VAE, VAEConfig
 
 MARGIN_DB = 2.0  # the VAE must beat bicubic by this much

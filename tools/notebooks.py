@@ -2,8 +2,12 @@
 
     python tools/notebooks.py           rewrite notebooks/*.ipynb in place
     python tools/notebooks.py --check   exit 1 (naming the notebooks) if any file would change
+    ... --dir DIR                       the same for another folder of lessons (e.g. a copy)
 
-The repository address is read from pyproject.toml ([project.urls] Repository), the one place it is written.
+The repository address and the version are read from pyproject.toml ([project.urls] Repository, [project]
+version), the one place each is written. The badges and the Colab install cell point at the tag `v<version>`, the
+release this notebook was written for (the README's release step makes the tag), so a notebook opened from a badge
+installs the package it was written with, not whatever the default branch holds that day.
 """
 
 import argparse
@@ -22,6 +26,12 @@ HEADER, SETUP, NAV = "latentlab-header", "latentlab-setup", "latentlab-nav"
 def repo_url() -> str:
     with open(ROOT / "pyproject.toml", "rb") as f:
         return tomllib.load(f)["project"]["urls"]["Repository"].rstrip("/")
+
+
+def release_ref() -> str:
+    """the git tag of the release these notebooks belong to: v + pyproject.toml's version"""
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        return "v" + tomllib.load(f)["project"]["version"]
 
 
 def title_of(nb: dict, path: Path) -> str:
@@ -45,11 +55,11 @@ def _cell(kind: str, source: str, tag: str) -> dict:
     return cell
 
 
-def header_cell(path: Path, url: str) -> dict:
+def header_cell(path: Path, url: str, ref: str) -> dict:
     gh = url.removeprefix("https://github.com/")
     rel = f"notebooks/{path.name}"
-    colab = f"https://colab.research.google.com/github/{gh}/blob/main/{rel}"
-    binder = f"https://mybinder.org/v2/gh/{gh}/main?urlpath=lab/tree/{rel}"
+    colab = f"https://colab.research.google.com/github/{gh}/blob/{ref}/{rel}"
+    binder = f"https://mybinder.org/v2/gh/{gh}/{ref}?urlpath=lab/tree/{rel}"
     return _cell(
         "markdown",
         f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab}) "
@@ -58,14 +68,15 @@ def header_cell(path: Path, url: str) -> dict:
     )
 
 
-def setup_cell(url: str) -> dict:
+def setup_cell(url: str, ref: str) -> dict:
     return _cell(
         "code",
-        "# On Colab (or any Python without the course), install the latentlab package; torch is left as it is.\n"
+        f"# On Colab (or any Python without the course), install latentlab {ref}, the release this notebook was\n"
+        "# written for; torch is left as it is.\n"
         "import importlib.util\n"
         "\n"
         'if importlib.util.find_spec("latentlab") is None:\n'
-        f'    %pip install --quiet "latentlab @ git+{url}"',
+        f'    %pip install --quiet "latentlab @ git+{url}@{ref}"',
         SETUP,
     )
 
@@ -104,37 +115,43 @@ def clean(nb: dict) -> dict:
 
 def rebuild(paths: list[Path]) -> dict[Path, str]:
     """the text each notebook should have"""
-    url = repo_url()
+    url, ref = repo_url(), release_ref()
     notebooks = {p: json.loads(p.read_text()) for p in paths}
     titles = {p: title_of(nb, p) for p, nb in notebooks.items()}
     out = {}
     for i, path in enumerate(paths):
         nb = clean(notebooks[path])
         body = [c for c in nb["cells"] if not {HEADER, SETUP, NAV} & set(c["metadata"].get("tags", []))]
-        nb["cells"] = [header_cell(path, url), *body[:1], setup_cell(url), *body[1:], nav_cell(paths, i, titles)]
+        nb["cells"] = [header_cell(path, url, ref), *body[:1], setup_cell(url, ref), *body[1:],
+                       nav_cell(paths, i, titles)]
         # the lesson's title cell comes first after the badges, the setup cell right after it
         out[path] = json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
     return out
 
 
-def main() -> int:
+def _shown(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only report notebooks that are not clean")
-    args = parser.parse_args()
-    paths = sorted(p for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    parser.add_argument("--dir", type=Path, default=NOTEBOOKS, help="the folder of lessons (default: notebooks/)")
+    args = parser.parse_args(argv)
+    paths = sorted(p.resolve() for p in args.dir.glob("[0-9][0-9]_*.ipynb"))
     if not paths:
-        print("no notebooks found", file=sys.stderr)
+        print(f"no lesson notebooks (NN_*.ipynb) found in {args.dir}", file=sys.stderr)
         return 1
     wanted = rebuild(paths)
     stale = [p for p, text in wanted.items() if p.read_text() != text]
     if args.check:
         for p in stale:
-            print(f"{p.relative_to(ROOT)} is not clean (outputs, widget state, badges or navigation): "
+            print(f"{_shown(p)} is not clean (outputs, widget state, badges, install cell or navigation): "
                   "run `python tools/notebooks.py`.", file=sys.stderr)
         return 1 if stale else 0
     for p in stale:
         p.write_text(wanted[p])
-        print(f"cleaned {p.relative_to(ROOT)}")
+        print(f"cleaned {_shown(p)}")
     return 0
 
 

@@ -1,10 +1,13 @@
-"""Pixel space vs latent space, measured: the same UNet denoising a 3 x N x N image and a 4 x N/f x N/f latent.
+"""Pixel space vs latent space, measured (lesson 07): one UNet denoising 3 x N x N pixels and a 4 x N/f x N/f latent.
 
 The claim of latent diffusion (Rombach et al. 2022, https://arxiv.org/abs/2112.10752, Sec. 3 and Table 6): a
 UNet working on a latent f times smaller per side does about f^2 times less work per step, and the one VAE
 decode at the end costs little next to the steps saved. `compare` measures it on this machine: time per step
 (warm-up, repeats, median and spread), peak memory, FLOPs counted by PyTorch, a whole K-step DDIM loop in
-each space plus the decode. `sweep` repeats it over N; `latentlab bench` is its command line.
+each space plus the decode. `sweep` repeats it over N; `add_arguments` / `run` are `latentlab bench`.
+
+Longer than the course's other modules because it is one measurement end to end, in reading order: the
+results (`SpaceResult` per space, `Comparison`), the measuring, then the table, the plot and the command.
 """
 
 from __future__ import annotations
@@ -17,17 +20,22 @@ import sys
 from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 
+import matplotlib.pyplot as plt
 import psutil
 import torch
+from matplotlib.ticker import NullFormatter, ScalarFormatter
 
 from latentlab import bench
+from latentlab.checkpoints import load_course_vae
 from latentlab.device import describe, pick_device, set_threads
-from latentlab.diffusion import alphas_cumprod, make_betas
+from latentlab.diffusion import SD_SCHEDULE, alphas_cumprod, ddim_step, make_betas
 from latentlab.errors import InputError
 from latentlab.unet import UNet, UNetConfig
+from latentlab.vae import VAE, VAEConfig
 
 DType = Literal["fp32", "fp16", "bf16"]
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+LONG_DECODE_S = 10.0  # a decode estimated to take longer is announced first and timed once
 
 BENCH_UNET = UNetConfig(  # small but real: DDPM's layout, narrow enough that 512 x 512 pixels take seconds on a CPU
     block_out_channels=(32, 32, 64, 64),  # 4 levels: the input is halved 3 times
@@ -39,56 +47,105 @@ BENCH_UNET = UNetConfig(  # small but real: DDPM's layout, narrow enough that 51
 
 
 @dataclass
+class SpaceResult:
+    """one space's numbers: its tensor, the work and memory of one step, and K timed steps (ms; MB = 10^6 bytes)"""
+
+    shape: list[int]  # (1, 3, N, N) or (1, 4, N/f, N/f)
+    gflops: float  # one UNet forward, counted by torch.utils.flop_counter.FlopCounterMode on the meta device
+    attention_share: float  # share of those FLOPs in attention's tokens^2 products
+    estimate_mb: float  # the meta replay's peak: weights, input, the most activations alive at once
+    ms_per_step: float | None = None  # median of the K steps; None: not run (see Comparison.skipped)
+    q1_ms: float | None = None  # first and third quartiles: the middle half of the steps lies between them
+    q3_ms: float | None = None
+    min_ms: float | None = None
+    max_ms: float | None = None
+    loop_ms: float | None = None  # the K steps together: a whole sampling loop
+    memory_mb: float | None = None  # what the loop added above what the process held (CUDA: allocated; CPU: resident)
+
+    @property
+    def iqr_ms(self) -> float | None:
+        return None if self.ms_per_step is None else self.q3_ms - self.q1_ms
+
+    def add_timing(self, timing: bench.Timing, memory_mb: float) -> None:
+        """fill the measured fields from K timed steps"""
+        self.ms_per_step, self.min_ms, self.max_ms, self.loop_ms = (timing.median_ms, timing.min_ms, timing.max_ms,
+                                                                    timing.total_ms)
+        self.q1_ms, self.q3_ms = timing.quartiles_ms
+        self.memory_mb = memory_mb
+
+
+@dataclass
 class Comparison:
-    """one pixel-vs-latent measurement; every time is in ms, every memory in MB (10^6 bytes)"""
+    """one pixel-vs-latent measurement: the two spaces, the decode, and the ratios between them"""
 
     device: str  # e.g. "cpu (2 threads)" or "cuda: NVIDIA H100 80GB HBM3"
     dtype: str
     resolution: int  # image side N
     factor: int  # latent side = N / factor
     steps: int  # K: denoising steps in each space (each one timed)
-    pixel_shape: list[int]
-    latent_shape: list[int]
     unet_parameters: int
+    pixel: SpaceResult
+    latent: SpaceResult
     channels_last: bool = False  # memory layout of both spaces' tensors
     cpu_load: float | None = None  # 1-minute load average when the run started (other programs slow a CPU run)
-    # per step: the median of K steps, with the spread
-    pixel_ms_per_step: float | None = None
-    pixel_iqr_ms: float | None = None
-    pixel_min_ms: float | None = None
-    pixel_max_ms: float | None = None
-    latent_ms_per_step: float | None = None
-    latent_iqr_ms: float | None = None
-    latent_min_ms: float | None = None
-    latent_max_ms: float | None = None
-    speedup: float | None = None  # pixel / latent median time per step
-    speedup_low: float | None = None  # pixel first quartile / latent third quartile: the pessimistic end
-    speedup_high: float | None = None  # pixel third quartile / latent first quartile
-    # work, counted by torch.utils.flop_counter.FlopCounterMode
-    pixel_gflops: float | None = None
-    latent_gflops: float | None = None
-    flops_ratio: float | None = None  # the theoretical speed-up
-    efficiency: float | None = None  # speedup / flops_ratio: 1.0 would be the theory exactly
-    pixel_attention_share: float | None = None  # share of the FLOPs in attention's tokens^2 products
-    latent_attention_share: float | None = None
-    # memory the pass added above what the process held before (CUDA: allocated; CPU: resident), and the estimate
-    pixel_memory_mb: float | None = None
-    latent_memory_mb: float | None = None
-    pixel_estimate_mb: float | None = None
-    latent_estimate_mb: float | None = None
-    # end to end: K steps in each space, plus the one decode the latent path needs
-    decoder: str | None = None
-    decode_ms: float | None = None
+    decoder: str | None = None  # which VAE decoded the latent
+    decode_ms: float | None = None  # median of `decode_repeats` decodes
     decode_iqr_ms: float | None = None
-    pixel_total_ms: float | None = None
-    latent_total_ms: float | None = None
-    latent_pipeline_ms: float | None = None  # latent_total_ms + decode_ms
-    decode_share: float | None = None  # decode_ms / latent_pipeline_ms
-    end_to_end_speedup: float | None = None  # pixel_total_ms / latent_pipeline_ms
+    decode_repeats: int | None = None  # 1 when the decode was estimated to be long
+    decode_estimate_mb: float | None = None
     skipped: list[str] = field(default_factory=list)  # one sentence per pass that was not run, and why
 
+    @property
+    def speedup(self) -> float | None:
+        """pixel / latent median time per step"""
+        return _ratio(self.pixel.ms_per_step, self.latent.ms_per_step)
+
+    @property
+    def speedup_range(self) -> tuple[float, float] | tuple[None, None]:
+        """(pixel q1 / latent q3, pixel q3 / latent q1): the pessimistic and the optimistic end"""
+        if self.speedup is None:
+            return None, None
+        return self.pixel.q1_ms / self.latent.q3_ms, self.pixel.q3_ms / self.latent.q1_ms
+
+    @property
+    def flops_ratio(self) -> float:
+        """pixel / latent FLOPs per step: the theoretical speed-up"""
+        return self.pixel.gflops / self.latent.gflops
+
+    @property
+    def efficiency(self) -> float | None:
+        """speedup / flops_ratio: 1.0 would be the theory exactly"""
+        return _ratio(self.speedup, self.flops_ratio)
+
+    @property
+    def latent_pipeline_ms(self) -> float | None:
+        """the latent loop plus the one decode"""
+        return None if self.decode_ms is None else self.latent.loop_ms + self.decode_ms
+
+    @property
+    def decode_share(self) -> float | None:
+        return _ratio(self.decode_ms, self.latent_pipeline_ms)
+
+    @property
+    def end_to_end_speedup(self) -> float | None:
+        """pixel loop / (latent loop + decode)"""
+        return _ratio(self.pixel.loop_ms, self.latent_pipeline_ms)
+
     def as_dict(self) -> dict:
-        return asdict(self)
+        """every number, as `latentlab bench --json` prints it: the contract keys of COURSE.md first"""
+        low, high = self.speedup_range
+        return {
+            "device": self.device, "resolution": self.resolution, "factor": self.factor,
+            "pixel_ms_per_step": self.pixel.ms_per_step, "latent_ms_per_step": self.latent.ms_per_step,
+            "speedup": self.speedup, "flops_ratio": self.flops_ratio,
+            "speedup_low": low, "speedup_high": high, "efficiency": self.efficiency,
+            "latent_pipeline_ms": self.latent_pipeline_ms, "decode_share": self.decode_share,
+            "end_to_end_speedup": self.end_to_end_speedup,
+        } | asdict(self)
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or not b else a / b
 
 
 def unet_config(in_channels: int, base: UNetConfig = BENCH_UNET) -> UNetConfig:
@@ -123,64 +180,54 @@ def unet_cost(channels: int, side: int, base: UNetConfig = BENCH_UNET, dtype: to
     return _COSTS[key]
 
 
+def space_result(channels: int, side: int, base: UNetConfig = BENCH_UNET, dtype: torch.dtype = torch.float32,
+                 fused_attention: bool = True) -> SpaceResult:
+    """a space's counted numbers (FLOPs, attention share, memory estimate), before anything is timed"""
+    cost = unet_cost(channels, side, base, dtype, fused_attention)
+    return SpaceResult([1, channels, side, side], cost.flops / 1e9, cost.attention_flops / cost.flops,
+                       cost.peak_bytes / 1e6)
+
+
 def step_flops(resolution: int, factor: int, base: UNetConfig = BENCH_UNET) -> dict[str, float]:
     """FLOPs of one UNet forward in each space and their ratio, counted on the meta device (no data, no memory)"""
-    pixel, latent = unet_cost(3, resolution, base), unet_cost(4, check_sizes(resolution, factor, base), base)
+    pixel, latent = space_result(3, resolution, base), space_result(4, check_sizes(resolution, factor, base), base)
     return {
-        "pixel_gflops": pixel.flops / 1e9,
-        "pixel_attention_share": pixel.attention_flops / pixel.flops,
-        "latent_gflops": latent.flops / 1e9,
-        "latent_attention_share": latent.attention_flops / latent.flops,
-        "flops_ratio": pixel.flops / latent.flops,
+        "pixel_gflops": pixel.gflops,
+        "pixel_attention_share": pixel.attention_share,
+        "latent_gflops": latent.gflops,
+        "latent_attention_share": latent.attention_share,
+        "flops_ratio": pixel.gflops / latent.gflops,
     }
 
 
-class DDIMLoop:
-    """one call = one deterministic DDIM step (Song et al. 2021, eq. 12, eta = 0): a UNet forward, then the update"""
+class DDIMSteps:
+    """one call = one step of a K-step DDIM loop on SD's schedule: a UNet forward, then `diffusion.ddim_step`"""
 
     def __init__(self, unet: torch.nn.Module, x: torch.Tensor, steps: int, warmup: int = 0):
-        acp = alphas_cumprod(make_betas("scaled_linear", beta_start=0.00085, beta_end=0.012)).tolist()  # SD's
-        self.timesteps = [round(999 - i * 999 / max(steps - 1, 1)) for i in range(steps)]  # 999 ... 0
-        self.alphas = [acp[t] for t in self.timesteps] + [1.0]  # alpha_bar of each step, then of the clean image
+        self.alphas_cumprod = alphas_cumprod(make_betas(**SD_SCHEDULE))
+        last = SD_SCHEDULE["num_train_timesteps"] - 1
+        self.timesteps = torch.linspace(last, 0, steps).round().long().tolist() + [-1]  # 999 ... 0, then x_0
         self.unet, self.x, self.warmup, self.calls = unet, x, warmup, 0
 
     def __call__(self) -> torch.Tensor:
         i = max(self.calls - self.warmup, 0)  # warm-up calls run the first step and keep the sample as it was
-        a, a_prev = self.alphas[i], self.alphas[i + 1]
-        eps = self.unet(self.x, self.timesteps[i])  # predicted noise, shape of x
-        x0 = ((self.x - (1 - a) ** 0.5 * eps) / a**0.5).clamp(-1, 1)  # clamped: an untrained UNet stays finite
-        if self.calls >= self.warmup:
-            self.x = a_prev**0.5 * x0 + (1 - a_prev) ** 0.5 * eps  # x_{t-1}
+        t, prev_t = self.timesteps[i], self.timesteps[i + 1]
+        eps = self.unet(self.x, t)  # predicted noise, shape of x
+        x, _ = ddim_step(eps, t, prev_t, self.x, self.alphas_cumprod, clip_sample=1.0)  # clamped: an untrained
+        if self.calls >= self.warmup:  # UNet stays finite
+            self.x = x
         self.calls += 1
-        return self.x
+        return x
 
 
-def course_decoder(factor: int, device: torch.device, dtype: torch.dtype = torch.float32):
+def course_decoder(factor: int, device: torch.device, dtype: torch.dtype = torch.float32) -> tuple[VAE, str]:
     """(the course VAE, which weights it has): the shipped weights at factor 8, else its architecture untrained"""
-    from latentlab.vae import VAE, VAEConfig
-
     if factor == 8:
-        try:
-            from latentlab.pretrained import load_course_vae
-
-            return load_course_vae(device).to(dtype), "course VAE, shipped weights"
-        except InputError:  # not shipped (yet) or corrupt: time the same architecture
-            pass
+        return load_course_vae(device).to(dtype), "course VAE, shipped weights"
     widths = VAEConfig().block_out_channels
     levels = factor.bit_length()  # factor 2^L needs L + 1 resolutions
     vae = VAE(VAEConfig(block_out_channels=(widths + (widths[-1],) * levels)[:levels]))
     return vae.to(device, dtype).eval(), f"course VAE architecture (factor {factor}), untrained: same time as trained"
-
-
-def quiet_threads() -> int:
-    """CPU threads for timing: the cores this process may use, minus those other programs keep busy (load average)
-
-    A thread that another program preempts makes every parallel operation wait for it: on a busy 2-core
-    machine, 2 threads ran the latent step 5 times slower than 1 thread did.
-    """
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    busy = round(os.getloadavg()[0]) if hasattr(os, "getloadavg") else 0
-    return max(1, min(cores, cores - busy))
 
 
 def _held_bytes(device: torch.device) -> int:
@@ -191,14 +238,14 @@ def _held_bytes(device: torch.device) -> int:
     return psutil.Process().memory_info().rss
 
 
-def _time_loop(unet: torch.nn.Module, shape: tuple, steps: int, warmup: int, device: torch.device,
+def _time_loop(unet: torch.nn.Module, shape: list[int], steps: int, warmup: int, device: torch.device,
                dtype: torch.dtype, channels_last: bool) -> tuple[bench.Timing, float]:
     """K timed DDIM steps after `warmup` untimed ones -> (Timing of the steps, MB the loop added)"""
     x = torch.randn(shape, generator=torch.Generator().manual_seed(0)).to(device, dtype)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     held = _held_bytes(device)
-    timing = bench.time_fn(DDIMLoop(unet, x, steps, warmup), warmup=warmup, repeats=steps, device=device)
+    timing = bench.time_fn(DDIMSteps(unet, x, steps, warmup), warmup=warmup, repeats=steps, device=device)
     return timing, max(timing.peak_bytes - held, 0) / 1e6
 
 
@@ -225,71 +272,58 @@ def compare(
     torch_dtype = DTYPES[dtype]
     channels_last = dev.type in ("cpu", "cuda") if channels_last is None else channels_last
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    pixel_shape, latent_shape = (1, 3, resolution, resolution), (1, 4, side, side)
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    fused = dev.type in ("cpu", "cuda")  # tiled attention kernels: no full tokens x tokens matrix
 
     # 1. the same UNet in both spaces: the same widths and blocks, same seed; only 3 vs 4 channels in and out
     unets = {}
     for space, channels in (("pixel", 3), ("latent", 4)):
         torch.manual_seed(0)
         unets[space] = UNet(unet_config(channels, base)).to(dev, torch_dtype, memory_format=fmt).eval()
-    result = Comparison(describe(dev), dtype, resolution, factor, steps, list(pixel_shape), list(latent_shape),
-                        unets["pixel"].num_parameters(), channels_last, cpu_load=load)
 
-    # 2. work per step, counted (meta device: shapes only)
-    for key, value in step_flops(resolution, factor, base).items():
-        setattr(result, key, value)
+    # 2. work and memory per step, counted on the meta device (shapes only)
+    result = Comparison(describe(dev), dtype, resolution, factor, steps, unets["pixel"].num_parameters(),
+                        pixel=space_result(3, resolution, base, torch_dtype, fused),
+                        latent=space_result(4, side, base, torch_dtype, fused), channels_last=channels_last,
+                        cpu_load=os.getloadavg()[0] if hasattr(os, "getloadavg") else None)
 
-    # 3. memory: estimate first, skip what would not fit, then measure
-    fused = dev.type in ("cpu", "cuda")  # tiled attention kernels: no full tokens x tokens matrix
-    timings: dict[str, bench.Timing] = {}
-    for space, shape in (("latent", latent_shape), ("pixel", pixel_shape)):
-        need = unet_cost(shape[1], shape[2], base, torch_dtype, fused).peak_bytes
-        setattr(result, f"{space}_estimate_mb", need / 1e6)
+    # 3. skip what would not fit, then time K steps in each space (the latent's decode right after its loop)
+    for space, r in (("latent", result.latent), ("pixel", result.pixel)):
         try:
-            bench.check_fits(need, dev, f"{space} space at {shape[2]}x{shape[3]}x{shape[1]}")
+            bench.check_fits(r.estimate_mb * 1e6, dev, f"{space} space at {r.shape[2]}x{r.shape[3]}x{r.shape[1]}")
         except bench.MemoryWontFit as err:
             result.skipped.append(str(err))
             continue
-        timing, added_mb = _time_loop(unets[space], shape, steps, warmup, dev, torch_dtype, channels_last)
-        setattr(result, f"{space}_ms_per_step", timing.median_ms)
-        setattr(result, f"{space}_iqr_ms", timing.iqr_ms)
-        setattr(result, f"{space}_min_ms", timing.min_ms)
-        setattr(result, f"{space}_max_ms", timing.max_ms)
-        setattr(result, f"{space}_total_ms", timing.total_ms)
-        setattr(result, f"{space}_memory_mb", added_mb)
-        timings[space] = timing
+        r.add_timing(*_time_loop(unets.pop(space), r.shape, steps, warmup, dev, torch_dtype, channels_last))
         if space == "latent" and decode:
             _time_decode(result, dev, torch_dtype, fmt)
-        del unets[space]  # free it before the next pass
-
-    # 4. ratios
-    if result.pixel_ms_per_step and result.latent_ms_per_step:
-        pixel, latent = timings["pixel"].quartiles_ms, timings["latent"].quartiles_ms
-        result.speedup = result.pixel_ms_per_step / result.latent_ms_per_step
-        result.speedup_low, result.speedup_high = pixel[0] / latent[1], pixel[1] / latent[0]
-        result.efficiency = result.speedup / result.flops_ratio
-        if result.latent_pipeline_ms:
-            result.end_to_end_speedup = result.pixel_total_ms / result.latent_pipeline_ms
     return result
 
 
 def _time_decode(result: Comparison, dev: torch.device, dtype: torch.dtype, fmt: torch.memory_format) -> None:
-    """time the one VAE decode the latent path ends with; fills the decode fields of `result`"""
+    """time the one VAE decode the latent path ends with: refused if it would not fit, announced and timed once
+    if the latent pass's speed says it is long"""
     vae, result.decoder = course_decoder(result.factor, dev, dtype)
     vae = vae.to(memory_format=fmt)
-    z = torch.randn(result.latent_shape, generator=torch.Generator().manual_seed(1)).to(dev, dtype)
+    z = torch.randn(result.latent.shape, generator=torch.Generator().manual_seed(1)).to(dev, dtype)
     z = z.contiguous(memory_format=fmt)
-    need = bench.estimate_memory(vae.decoder, z.to("meta"), fused_attention=dev.type in ("cpu", "cuda"))
+    cost = bench.forward_cost(vae.decoder, z, fused_attention=dev.type in ("cpu", "cuda"))
+    result.decode_estimate_mb = cost.peak_bytes / 1e6
+    what = f"the VAE decode to {result.resolution}x{result.resolution}"
     try:
-        bench.check_fits(need, dev, f"the VAE decode to {result.resolution}x{result.resolution}")
+        bench.check_fits(cost.peak_bytes, dev, what)
     except bench.MemoryWontFit as err:
         result.skipped.append(str(err))
         return
-    timing = bench.time_fn(lambda: vae.decode(z), warmup=1, repeats=3, device=dev)
+    flops_per_s = result.latent.gflops * 1e9 / (result.latent.ms_per_step / 1000)  # this machine, this UNet
+    seconds = cost.flops / flops_per_s
+    warmup, result.decode_repeats = (0, 1) if seconds > LONG_DECODE_S else (1, 3)
+    if seconds > LONG_DECODE_S:
+        duration = f"{seconds / 60:.0f} min" if seconds >= 120 else f"{seconds:.0f} s"
+        print(f"{what} needs about {bench.format_bytes(cost.peak_bytes)} and roughly {duration} here "
+              f"({cost.flops / 1e9:,.0f} GFLOPs at the latent pass's {flops_per_s / 1e9:.0f} GFLOP/s); "
+              "timing it once (--no-decode skips it) ...", file=sys.stderr, flush=True)
+    timing = bench.time_fn(lambda: vae.decode(z), warmup=warmup, repeats=result.decode_repeats, device=dev)
     result.decode_ms, result.decode_iqr_ms = timing.median_ms, timing.iqr_ms
-    result.latent_pipeline_ms = result.latent_total_ms + result.decode_ms
-    result.decode_share = result.decode_ms / result.latent_pipeline_ms
 
 
 def sweep_sizes(largest: int = 512, factor: int = 8, base: UNetConfig = BENCH_UNET) -> list[int]:
@@ -318,28 +352,32 @@ def _fmt(value: float | None, spec: str = ".1f", unit: str = "") -> str:
     return "—" if value is None else f"{value:{spec}}{unit}"
 
 
+def _pct(share: float | None, spec: str) -> str:
+    return _fmt(None if share is None else 100 * share, spec, "%")
+
+
 def format_table(r: Comparison) -> str:
     """a readable table of one comparison"""
+    p, q = r.pixel, r.latent
+    low, high = r.speedup_range
     head = (f"one UNet ({r.unet_parameters / 1e6:.1f} M parameters), pixels {r.resolution}x{r.resolution}x3 vs latent "
-            f"{r.latent_shape[2]}x{r.latent_shape[3]}x4 (factor {r.factor}), {r.steps} steps, {r.dtype} on {r.device}"
+            f"{q.shape[2]}x{q.shape[3]}x4 (factor {r.factor}), {r.steps} steps, {r.dtype} on {r.device}"
             + (f", load {r.cpu_load:.2f}" if r.cpu_load is not None else ""))
     rows = [
         ("", "pixel space", "latent space", "pixel / latent"),
-        ("ms per step (median)", _fmt(r.pixel_ms_per_step), _fmt(r.latent_ms_per_step),
-         f"{_fmt(r.speedup)}x (quartiles {_fmt(r.speedup_low)}-{_fmt(r.speedup_high)}x)"),
-        ("  IQR / min / max ms", f"{_fmt(r.pixel_iqr_ms)} / {_fmt(r.pixel_min_ms)} / {_fmt(r.pixel_max_ms)}",
-         f"{_fmt(r.latent_iqr_ms, '.2f')} / {_fmt(r.latent_min_ms)} / {_fmt(r.latent_max_ms)}", ""),
-        ("GFLOPs per step", _fmt(r.pixel_gflops, ".2f"), _fmt(r.latent_gflops, ".3f"),
+        ("ms per step (median)", _fmt(p.ms_per_step), _fmt(q.ms_per_step),
+         f"{_fmt(r.speedup)}x (quartiles {_fmt(low)}-{_fmt(high)}x)"),
+        ("  IQR / min / max ms", f"{_fmt(p.iqr_ms)} / {_fmt(p.min_ms)} / {_fmt(p.max_ms)}",
+         f"{_fmt(q.iqr_ms, '.2f')} / {_fmt(q.min_ms)} / {_fmt(q.max_ms)}", ""),
+        ("GFLOPs per step", _fmt(p.gflops, ".2f"), _fmt(q.gflops, ".3f"),
          f"{_fmt(r.flops_ratio)}x FLOPs ratio; efficiency {_fmt(r.efficiency, '.2f')}"),
-        ("  attention share", _fmt(r.pixel_attention_share and 100 * r.pixel_attention_share, ".1f", "%"),
-         _fmt(r.latent_attention_share and 100 * r.latent_attention_share, ".2f", "%"), ""),
-        ("memory MB (estimate)", f"{_fmt(r.pixel_memory_mb, '.0f')} ({_fmt(r.pixel_estimate_mb, '.0f')})",
-         f"{_fmt(r.latent_memory_mb, '.0f')} ({_fmt(r.latent_estimate_mb, '.0f')})", ""),
-        (f"{r.steps} steps, ms", _fmt(r.pixel_total_ms, ".0f"), _fmt(r.latent_total_ms, ".0f"), ""),
+        ("  attention share", _pct(p.attention_share, ".1f"), _pct(q.attention_share, ".2f"), ""),
+        ("memory MB (estimate)", f"{_fmt(p.memory_mb, '.0f')} ({_fmt(p.estimate_mb, '.0f')})",
+         f"{_fmt(q.memory_mb, '.0f')} ({_fmt(q.estimate_mb, '.0f')})", ""),
+        (f"{r.steps} steps, ms", _fmt(p.loop_ms, ".0f"), _fmt(q.loop_ms, ".0f"), ""),
         ("+ one VAE decode, ms", "—", _fmt(r.decode_ms, ".0f"),
-         f"decode is {_fmt(r.decode_share and 100 * r.decode_share, '.0f', '%')} of the latent pipeline"),
-        ("end to end, ms", _fmt(r.pixel_total_ms, ".0f"), _fmt(r.latent_pipeline_ms, ".0f"),
-         f"{_fmt(r.end_to_end_speedup)}x"),
+         f"decode is {_pct(r.decode_share, '.0f')} of the latent pipeline"),
+        ("end to end, ms", _fmt(p.loop_ms, ".0f"), _fmt(r.latent_pipeline_ms, ".0f"), f"{_fmt(r.end_to_end_speedup)}x"),
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     lines = [head, ""] + ["  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[3] for row in rows]
@@ -350,37 +388,34 @@ def format_table(r: Comparison) -> str:
 
 def format_sweep(results: list[Comparison]) -> str:
     """one line per image side"""
-    lines = [f"sweep on {results[0].device}, factor {results[0].factor}, {results[0].steps} steps, {results[0].dtype}",
+    first = results[0]
+    lines = [f"sweep on {first.device}, factor {first.factor}, {first.steps} steps, {first.dtype}",
              f"{'N':>5} {'pixel ms':>10} {'latent ms':>10} {'speedup':>8} {'FLOPs x':>8} {'attn %':>7} "
              f"{'pixel MB':>9} {'latent MB':>9}"]
     for r in results:
-        share = r.pixel_attention_share and 100 * r.pixel_attention_share
-        lines.append(f"{r.resolution:>5} {_fmt(r.pixel_ms_per_step):>10} {_fmt(r.latent_ms_per_step, '.2f'):>10} "
-                     f"{_fmt(r.speedup):>8} {_fmt(r.flops_ratio):>8} {_fmt(share):>7} "
-                     f"{_fmt(r.pixel_memory_mb, '.0f'):>9} {_fmt(r.latent_memory_mb, '.0f'):>9}")
+        lines.append(f"{r.resolution:>5} {_fmt(r.pixel.ms_per_step):>10} {_fmt(r.latent.ms_per_step, '.2f'):>10} "
+                     f"{_fmt(r.speedup):>8} {_fmt(r.flops_ratio):>8} {_fmt(100 * r.pixel.attention_share):>7} "
+                     f"{_fmt(r.pixel.memory_mb, '.0f'):>9} {_fmt(r.latent.memory_mb, '.0f'):>9}")
         lines += [f"      skipped: {s}" for s in r.skipped]
     return "\n".join(lines)
 
 
 def plot_sweep(results: list[Comparison]):
     """time per step, memory, and the speed-up vs the FLOPs ratio, against the image's pixels (log scales)"""
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import NullFormatter, ScalarFormatter
-
     pixels = [r.resolution**2 for r in results]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    for space, color in (("pixel", "C3"), ("latent", "C0")):
-        ms, iqr, mem, est = ([getattr(r, f"{space}_{key}") for r in results]
-                             for key in ("ms_per_step", "iqr_ms", "memory_mb", "estimate_mb"))
-        ok = [i for i, m in enumerate(ms) if m is not None]
-        axes[0].errorbar([pixels[i] for i in ok], [ms[i] for i in ok], yerr=[iqr[i] / 2 for i in ok], fmt="o-",
-                         color=color, capsize=3, label=f"{space} space (median, IQR)")
-        seen = [i for i in ok if mem[i] > 0]  # a CPU may reuse memory it already holds: nothing added to plot
-        axes[1].plot([pixels[i] for i in seen], [mem[i] for i in seen], "o-", color=color, label=f"{space}: measured")
-        axes[1].plot(pixels, est, "--", color=color, alpha=0.7, label=f"{space}: estimated")
-    ratios = [(p, r) for p, r in zip(pixels, results) if r.speedup is not None]
-    axes[2].errorbar([p for p, _ in ratios], [r.speedup for _, r in ratios],
-                     yerr=[[r.speedup - r.speedup_low for _, r in ratios], [r.speedup_high - r.speedup for _, r in ratios]],
+    for space, color, spaces in (("pixel", "C3", [r.pixel for r in results]),
+                                 ("latent", "C0", [r.latent for r in results])):
+        ok = [(p, s) for p, s in zip(pixels, spaces) if s.ms_per_step is not None]
+        axes[0].errorbar([p for p, _ in ok], [s.ms_per_step for _, s in ok], yerr=[s.iqr_ms / 2 for _, s in ok],
+                         fmt="o-", color=color, capsize=3, label=f"{space} space (median, IQR)")
+        seen = [(p, s) for p, s in ok if s.memory_mb > 0]  # a CPU may reuse memory it already holds: nothing to plot
+        axes[1].plot([p for p, _ in seen], [s.memory_mb for _, s in seen], "o-", color=color,
+                     label=f"{space}: measured")
+        axes[1].plot(pixels, [s.estimate_mb for s in spaces], "--", color=color, alpha=0.7, label=f"{space}: estimated")
+    ratios = [(p, r.speedup, *r.speedup_range) for p, r in zip(pixels, results) if r.speedup is not None]
+    axes[2].errorbar([p for p, *_ in ratios], [s for _, s, _, _ in ratios],
+                     yerr=[[s - lo for _, s, lo, _ in ratios], [hi - s for _, s, _, hi in ratios]],
                      fmt="o-", color="C2", capsize=3, label="measured speed-up (quartile range)")
     axes[2].plot(pixels, [r.flops_ratio for r in results], "s--", color="k", label="FLOPs ratio (theory)")
     axes[2].axhline(results[0].factor**2, color="gray", lw=1, ls=":", label=f"factor² = {results[0].factor**2}")
@@ -407,14 +442,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:1 or mps")
     parser.add_argument("--dtype", choices=list(DTYPES), default="fp32", help="fp16 / bf16 on a GPU")
     parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads (default: the cores other programs leave idle, by the load average)")
+                        help="CPU threads (default: the cores the CPU quota allows and other programs leave idle)")
+    parser.add_argument("--no-decode", action="store_true", help="leave out the VAE decode of the latent path")
     parser.add_argument("--sweep", action="store_true", help="repeat for N = 64, 128, ... up to --resolution")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
 
 def run(args: argparse.Namespace) -> int:
-    set_threads(args.threads or quiet_threads())
-    options = dict(factor=args.factor, steps=args.steps, device=args.device, dtype=args.dtype)
+    set_threads(args.threads)
+    options = dict(factor=args.factor, steps=args.steps, device=args.device, dtype=args.dtype,
+                   decode=not args.no_decode)
     if args.sweep:
         results = sweep(sweep_sizes(args.resolution, args.factor), progress=not args.json, **options)
         out = {"device": results[0].device, "factor": args.factor, "steps": args.steps, "dtype": args.dtype,

@@ -2,17 +2,23 @@
 the download (same from_pretrained call), SD-config weights in latentlab's VAE, the fallback, the value ranges."""
 
 import ast
+import http.server
+import socket
+import threading
+import time
 import types
 from pathlib import Path
 
 import diffusers
+import huggingface_hub.constants
+import huggingface_hub.utils._detect_agent as detect_agent
 import numpy as np
 import pytest
 import torch
 from diffusers import AutoencoderKL, AutoencoderTiny
 from PIL import Image
 
-from latentlab import pretrained, widgets
+from latentlab import sd, widgets
 from latentlab.errors import InputError
 from latentlab.vae import VAE, VAEConfig
 
@@ -36,14 +42,14 @@ def kl_folder(tmp_path):
 
 @pytest.fixture(autouse=True)
 def no_env_sources(monkeypatch):
-    for spec in pretrained.SD_MODELS.values():
+    for spec in sd.SD_MODELS.values():
         monkeypatch.delenv(spec.env_var, raising=False)
 
 
 def test_a_saved_autoencoder_kl_folder_loads_with_its_own_scaling_factor(kl_folder):
     folder, reference = kl_folder
     assert (folder / "diffusion_pytorch_model.safetensors").is_file()
-    codec = pretrained.load_sd_vae(device="cpu", source=folder)
+    codec = sd.load_sd_vae(device="cpu", source=folder)
     assert codec.name == "sd-vae" and codec.scaling_factor == 0.5 and codec.factor == 8
     x = _image()
     z = codec.encode(x)
@@ -59,21 +65,19 @@ def test_a_saved_autoencoder_kl_folder_loads_with_its_own_scaling_factor(kl_fold
 def test_the_env_var_points_the_loader_at_a_local_copy(kl_folder, monkeypatch):
     folder, _ = kl_folder
     monkeypatch.setenv("LATENTLAB_SD_VAE", str(folder))
-    assert str(folder) in pretrained.load_sd_vae(device="cpu").description
+    assert str(folder) in sd.load_sd_vae(device="cpu").description
 
 
 def test_a_pinned_revision_in_the_local_hub_cache_loads_offline(kl_folder, tmp_path, monkeypatch):
     """the download path itself: from_pretrained(repo, revision=<hash>) answered by the Hub cache, no network"""
-    import huggingface_hub.constants
-
     folder, reference = kl_folder
-    primary = pretrained.SD_MODELS["sd-vae"].sources[0]
+    primary = sd.SD_MODELS["sd-vae"].sources[0]
     snapshot = tmp_path / "hub" / f"models--{primary.repo_id.replace('/', '--')}" / "snapshots" / primary.revision
     snapshot.mkdir(parents=True)
     for name in ("config.json", "diffusion_pytorch_model.safetensors"):
         (snapshot / name).write_bytes((folder / name).read_bytes())
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    codec = pretrained.load_sd_vae(device="cpu")
+    codec = sd.load_sd_vae(device="cpu")
     assert codec.description == f"Stable Diffusion's VAE from {primary}"
     assert torch.equal(codec.model.state_dict()["decoder.conv_out.weight"], reference.state_dict()["decoder.conv_out.weight"])
 
@@ -86,18 +90,18 @@ def test_each_source_is_tried_pinned_and_safetensors_only(monkeypatch):
         raise OSError("offline")
 
     monkeypatch.setattr(AutoencoderKL, "from_pretrained", spy)
-    with pytest.raises(pretrained.WeightsUnavailable):
-        pretrained.load_sd_vae()
+    with pytest.raises(sd.WeightsUnavailable):
+        sd.load_sd_vae()
     assert [c[0] for c in calls] == ["stabilityai/sd-vae-ft-mse", "stable-diffusion-v1-5/stable-diffusion-v1-5"]
-    for (_, kwargs), source in zip(calls, pretrained.SD_MODELS["sd-vae"].sources, strict=True):
+    for (_, kwargs), source in zip(calls, sd.SD_MODELS["sd-vae"].sources, strict=True):
         assert kwargs["use_safetensors"] is True and kwargs["local_files_only"] is True  # HF_HUB_OFFLINE=1 (conftest)
         assert kwargs["revision"] == source.revision and kwargs["subfolder"] == source.subfolder
-    assert len(pretrained.SD_MODELS["sd-vae"].sources[0].revision) == 40  # a full commit hash
+    assert len(sd.SD_MODELS["sd-vae"].sources[0].revision) == 40  # a full commit hash
 
 
 def test_offline_raises_one_sentence_that_names_the_way_on():
-    with pytest.raises(pretrained.WeightsUnavailable) as info:
-        pretrained.load_sd_vae()
+    with pytest.raises(sd.WeightsUnavailable) as info:
+        sd.load_sd_vae()
     message = str(info.value)
     assert "HF_HUB_OFFLINE=1 is set" in message and "course VAE" in message and "factor 8, 4 channels" in message
     assert message.endswith(".") and message.count(". ") == 0 and "\n" not in message  # one sentence
@@ -105,51 +109,161 @@ def test_offline_raises_one_sentence_that_names_the_way_on():
 
 
 def test_a_repo_that_does_not_exist_fails_the_same_clear_way():
-    with pytest.raises(pretrained.WeightsUnavailable, match="nobody-here/no-such-taesd"):
-        pretrained.load_taesd(source="nobody-here/no-such-taesd")
+    with pytest.raises(sd.WeightsUnavailable, match="nobody-here/no-such-taesd"):
+        sd.load_taesd(source="nobody-here/no-such-taesd")
     with pytest.raises(InputError, match="no model folder"):
-        pretrained.load_taesd(source="/no/such/folder")
+        sd.load_taesd(source="/no/such/folder")
 
 
-def test_without_network_the_loader_uses_the_cache_only(monkeypatch):
-    monkeypatch.delenv("HF_HUB_OFFLINE")  # conftest's socket guard still refuses every connection
+def test_without_network_the_loader_uses_the_cache_only(monkeypatch, no_proxies):
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # a learner's machine: offline not set
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", f"http://127.0.0.1:{_closed_port()}")  # refuses at once
     seen = []
 
     def spy(repo_id, **kwargs):
-        seen.append(kwargs["local_files_only"])
+        seen.append((kwargs["local_files_only"], huggingface_hub.constants.HF_HUB_OFFLINE))
         raise OSError("not cached")
 
     monkeypatch.setattr(AutoencoderTiny, "from_pretrained", spy)
-    with pytest.raises(pretrained.WeightsUnavailable, match="cannot be reached"):
-        pretrained.load_taesd()
-    assert seen == [True, True]  # no download attempt that could hang
+    with pytest.raises(sd.WeightsUnavailable, match="127.0.0.1 cannot be reached"):
+        sd.load_taesd()
+    assert seen == [(True, True), (True, True)]  # cache only, with huggingface_hub's offline mode in force
+    assert huggingface_hub.constants.HF_HUB_OFFLINE is False  # only for those calls
+
+
+# ---- the one hub check: HF_ENDPOINT, proxies, and a resolver that hangs
+
+@pytest.fixture
+def no_proxies(monkeypatch):
+    for name in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def local_server():
+    """an HTTP server on loopback that answers HEAD with 200 and records each request line"""
+    lines = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_HEAD(self):
+            lines.append(self.requestline)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", lines
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def hanging_resolver(monkeypatch):
+    """DNS that never answers (a black-holed network) for every name but loopback; records what was looked up"""
+    asked, release = [], threading.Event()
+    real = socket.getaddrinfo
+
+    def hang(host, *args, **kwargs):
+        if host in ("127.0.0.1", "localhost", "::1"):
+            return real(host, *args, **kwargs)
+        asked.append(host)
+        release.wait(30)
+        raise socket.gaierror("the resolver hung")
+
+    monkeypatch.setattr(socket, "getaddrinfo", hang)
+    yield asked
+    release.set()
+
+
+def test_the_hub_check_asks_the_endpoint_hf_endpoint_names(monkeypatch, no_proxies, local_server):
+    url, lines = local_server
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", url)  # what HF_ENDPOINT=<mirror> sets
+    assert sd.hub_unreachable(timeout=2) is None
+    assert lines == ["HEAD / HTTP/1.1"]
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert sd.hub_unreachable(timeout=2) == "HF_HUB_OFFLINE=1 is set" and len(lines) == 1  # not even asked
+
+
+def test_the_hub_check_goes_through_the_proxy(monkeypatch, no_proxies, local_server, hanging_resolver):
+    proxy, lines = local_server
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "http://hub.example")  # only the proxy can reach it
+    monkeypatch.setenv("HTTP_PROXY", proxy)
+    assert sd.hub_unreachable(timeout=2) is None
+    assert lines == ["HEAD http://hub.example/ HTTP/1.1"] and hanging_resolver == []  # the proxy resolves, not us
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{_closed_port()}")
+    assert "hub.example cannot be reached" in sd.hub_unreachable(timeout=2)
+
+
+def test_a_hanging_resolver_cannot_hang_the_hub_check(monkeypatch, no_proxies, hanging_resolver):
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "https://hub.example")
+    start = time.perf_counter()
+    assert sd.hub_unreachable(timeout=0.5) == "hub.example did not answer within 0.5 s"
+    assert time.perf_counter() - start < 2 and hanging_resolver == ["hub.example"]
+
+
+def test_a_cached_model_loads_without_a_single_lookup_when_the_network_is_a_black_hole(
+    kl_folder, tmp_path, monkeypatch, hanging_resolver
+):
+    """diffusers' local_files_only alone still asks DNS (huggingface_hub's user-agent fetches a registry first)"""
+    folder, reference = kl_folder
+    primary = sd.SD_MODELS["sd-vae"].sources[0]
+    snapshot = tmp_path / "hub" / f"models--{primary.repo_id.replace('/', '--')}" / "snapshots" / primary.revision
+    snapshot.mkdir(parents=True)
+    for name in ("config.json", "diffusion_pytorch_model.safetensors"):
+        (snapshot / name).write_bytes((folder / name).read_bytes())
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # a learner's machine: offline not set
+    monkeypatch.setattr(detect_agent, "_registry", None, raising=False)  # nothing fetched yet in this process
+    monkeypatch.setattr(huggingface_hub.constants, "AGENT_HARNESSES_PATH", str(tmp_path / "agents.json"), raising=False)
+    monkeypatch.setattr(sd, "hub_unreachable", lambda timeout=3.0: "no network (test)")
+    start = time.perf_counter()
+    codec = sd.load_sd_vae(device="cpu")
+    assert time.perf_counter() - start < 10 and hanging_resolver == []
+    assert torch.equal(codec.model.state_dict()["decoder.conv_out.weight"], reference.state_dict()["decoder.conv_out.weight"])
+    assert huggingface_hub.constants.HF_HUB_OFFLINE is False  # offline mode only for that call
 
 
 def test_a_pickle_only_folder_is_refused(tmp_path):
     AutoencoderKL(**SMALL_KL).save_pretrained(tmp_path / "bin", safe_serialization=False)
     assert not list((tmp_path / "bin").glob("*.safetensors"))
-    with pytest.raises(pretrained.WeightsUnavailable):
-        pretrained.load_sd_vae(source=tmp_path / "bin")
+    with pytest.raises(sd.WeightsUnavailable):
+        sd.load_sd_vae(source=tmp_path / "bin")
 
 
 def test_offline_the_lesson_continues_with_the_course_vae(monkeypatch):
     course = VAE(VAEConfig(block_out_channels=(8, 8, 8, 8), norm_num_groups=4)).eval()
-    monkeypatch.setattr(pretrained, "load_course_vae", lambda device=None: course)
-    codec, which = pretrained.load_sd_vae_or_course()
+    monkeypatch.setattr(sd, "load_course_vae", lambda device=None: course)
+    codec, which = sd.load_sd_vae_or_course()
     assert which == "course-vae" and codec.model is course
     assert codec.description == ("Stable Diffusion's VAE could not be loaded (HF_HUB_OFFLINE=1 is set), so this lesson "
                                  "continues with the course VAE, which has the same latent geometry (factor 8, 4 channels).")
     z = codec.encode(_image())
     assert z.shape == (1, 4, 4, 4)
     assert torch.allclose(z, course.encode(_image()).mode() * course.config.scaling_factor)
-    _, which = pretrained.load_taesd_or_course()
+    _, which = sd.load_taesd_or_course()
     assert which == "course-vae"
 
 
 def test_taesd_gets_minus_one_to_one_and_converts_to_its_zero_one_exactly_once(tmp_path):
     torch.manual_seed(0)
     AutoencoderTiny().save_pretrained(tmp_path / "taesd")  # TAESD's own architecture (diffusers' defaults)
-    codec = pretrained.load_taesd(device="cpu", source=tmp_path / "taesd")
+    codec = sd.load_taesd(device="cpu", source=tmp_path / "taesd")
     assert codec.scaling_factor == 1.0 and codec.factor == 8  # TAESD's latents come out already scaled
     x = _image()
     net = codec.model
@@ -163,23 +277,23 @@ def test_taesd_gets_minus_one_to_one_and_converts_to_its_zero_one_exactly_once(t
 
 def test_sd_config_weights_in_latentlab_vae_give_autoencoder_kl_outputs():
     """the real SD architecture (83.7M parameters, random weights) at 64x64 to stay fast on a CPU"""
-    sd = pretrained.untrained("sd-vae")
-    assert sum(p.numel() for p in sd.model.parameters()) == 83_653_863
-    mine = pretrained.sd_vae_into_latentlab(sd)
+    sd_vae = sd.untrained("sd-vae")
+    assert sum(p.numel() for p in sd_vae.model.parameters()) == 83_653_863
+    mine = sd.sd_vae_into_latentlab(sd_vae)
     assert isinstance(mine, VAE) and mine.config.block_out_channels == (128, 256, 512, 512)
     x = _image(64)
     with torch.no_grad():
-        ref_mean = sd.model.encode(x).latent_dist.mean
+        ref_mean = sd_vae.model.encode(x).latent_dist.mean
         assert torch.allclose(mine.encode(x).mean, ref_mean, atol=1e-4)
         z = ref_mean * 3  # a latent of larger scale than the random encoder's mean, like SD's
-        assert torch.allclose(mine.decode(z), sd.model.decode(z).sample, atol=1e-4)
-    codec = pretrained.LatentCodec(mine, "mine")  # the same interface around the learner's model
-    assert torch.allclose(codec.encode(x), sd.encode(x), atol=1e-4)
+        assert torch.allclose(mine.decode(z), sd_vae.model.decode(z).sample, atol=1e-4)
+    codec = sd.LatentCodec(mine, "mine")  # the same interface around the learner's model
+    assert torch.allclose(codec.encode(x), sd_vae.encode(x), atol=1e-4)
 
 
 def test_sd_vae_into_latentlab_refuses_taesd():
     with pytest.raises(InputError, match="AutoencoderTiny"):
-        pretrained.sd_vae_into_latentlab(pretrained.untrained("taesd"))
+        sd.sd_vae_into_latentlab(sd.untrained("taesd"))
 
 
 # ---- value ranges: converted by a stated rule, or refused; never silently washed out
@@ -188,33 +302,33 @@ def test_ranges_converted_by_rule():
     rng = np.random.default_rng(0)
     u8 = rng.integers(0, 256, size=(16, 16, 3), dtype=np.uint8)
     expected = torch.tensor(u8, dtype=torch.float32).permute(2, 0, 1)[None] / 127.5 - 1
-    assert torch.allclose(pretrained.as_vae_images(u8), expected, atol=1e-6)
-    assert torch.allclose(pretrained.as_vae_images(Image.fromarray(u8)), expected, atol=1e-6)
-    assert torch.allclose(pretrained.as_vae_images(torch.tensor(u8).permute(2, 0, 1)[None]), expected, atol=1e-6)
+    assert torch.allclose(sd.as_vae_images(u8), expected, atol=1e-6)
+    assert torch.allclose(sd.as_vae_images(Image.fromarray(u8)), expected, atol=1e-6)
+    assert torch.allclose(sd.as_vae_images(torch.tensor(u8).permute(2, 0, 1)[None]), expected, atol=1e-6)
     x01 = (expected + 1) / 2
-    assert torch.allclose(pretrained.as_vae_images(x01, value_range="0..1"), expected, atol=1e-6)
-    assert torch.equal(pretrained.as_vae_images(expected), expected)
+    assert torch.allclose(sd.as_vae_images(x01, value_range="0..1"), expected, atol=1e-6)
+    assert torch.equal(sd.as_vae_images(expected), expected)
 
 
 def test_ranges_refused_with_the_fix_in_the_message():
     x = _image(16)
     with pytest.raises(InputError, match="value_range='0..1'"):
-        pretrained.as_vae_images((x + 1) / 2)  # [0, 1] where [-1, 1] is expected
+        sd.as_vae_images((x + 1) / 2)  # [0, 1] where [-1, 1] is expected
     with pytest.raises(InputError, match="0..255"):
-        pretrained.as_vae_images((x + 1) * 127.5)  # 0..255 floats
-    with pytest.raises(InputError, match="not the \\[0, 1\\]"):
-        pretrained.as_vae_images(x, value_range="0..1")  # says [0, 1] but holds negatives
+        sd.as_vae_images((x + 1) * 127.5)  # 0..255 floats
+    with pytest.raises(InputError, match="expected \\[0, 1\\] \\(value_range='0..1' says so"):
+        sd.as_vae_images(x, value_range="0..1")  # says [0, 1] but holds negatives
     with pytest.raises(InputError, match="divisible by 8"):
-        pretrained.as_vae_images(torch.zeros(1, 3, 20, 16) - 0.5)
+        sd.as_vae_images(torch.zeros(1, 3, 20, 16) - 0.5)
     with pytest.raises(InputError, match="value_range must be"):
-        pretrained.as_vae_images(x, value_range="0..255")
+        sd.as_vae_images(x, value_range="0..255")
     light = torch.full((1, 3, 16, 16), 0.8)  # a light-grey image that really is [-1, 1]: allowed when said so
-    assert torch.equal(pretrained.as_vae_images(light, value_range="-1..1"), light)
+    assert torch.equal(sd.as_vae_images(light, value_range="-1..1"), light)
 
 
 def test_a_zero_one_image_reaches_the_model_as_its_minus_one_one_twin(kl_folder):
     folder, _ = kl_folder
-    codec = pretrained.load_sd_vae(device="cpu", source=folder)
+    codec = sd.load_sd_vae(device="cpu", source=folder)
     x = _image()
     with pytest.raises(InputError, match="washed out"):
         codec.encode((x + 1) / 2)
@@ -239,16 +353,32 @@ def _diffusers_get_timesteps():
 def test_img2img_start_matches_the_diffusers_pipeline():
     z0 = torch.randn(1, 4, 8, 8, generator=torch.Generator("cpu").manual_seed(0))
     for strength in (0.3, 0.75, 1.0):
-        scheduler = pretrained.sd_scheduler()
-        noisy, t = pretrained.img2img_start(z0, strength, scheduler, 50, torch.Generator("cpu").manual_seed(1))
+        scheduler = sd.sd_scheduler()
+        noisy, t = sd.img2img_start(z0, strength, scheduler, 50, torch.Generator("cpu").manual_seed(1))
         pipe = types.SimpleNamespace(scheduler=scheduler)
         timesteps, steps = _diffusers_get_timesteps()(pipe, 50, strength, "cpu")
         assert t == int(timesteps[0]) and steps == int(50 * strength)
         noise = torch.randn(z0.shape, generator=torch.Generator("cpu").manual_seed(1))
         assert torch.allclose(noisy, scheduler.add_noise(z0, noise, timesteps[:1]))
     assert t == 980  # strength 1: the first of 50 "leading" steps, almost pure noise
-    with pytest.raises(InputError, match="strength"):
-        pretrained.img2img_start(z0, 0.0)
+
+
+@pytest.mark.parametrize("strength, steps, words", [
+    (0.0, 50, "strength must be a number in (0, 1]"),
+    (float("nan"), 50, "not nan"),
+    (1.5, 50, "strength must be"),
+    (0.01, 50, "keeps none of the 50 steps; raise it to at least 0.02"),
+    (0.5, 0, "num_inference_steps must be a whole number from 1 to 1000"),
+    (0.5, -5, "not -5"),
+    (0.5, 2.5, "not 2.5"),
+    (0.5, 5000, "from 1 to 1000"),
+])
+def test_img2img_start_refuses_bad_settings_in_one_sentence(strength, steps, words):
+    z0 = torch.zeros(1, 4, 8, 8)
+    with pytest.raises(InputError) as info:
+        sd.img2img_start(z0, strength, num_inference_steps=steps)
+    message = str(info.value)
+    assert words in message and message.endswith(".") and "\n" not in message
 
 
 def test_channel_sliders_redraw_with_the_release_decoder():

@@ -1,108 +1,41 @@
-"""Pretrained weights: the course's own (shipped in latentlab/weights/, made by `latentlab train`, sha256-checked).
+"""Lesson 09: Stable Diffusion's own VAE and TAESD through diffusers, one interface for every VAE, and img2img's start.
 
-Each shipped model is `weights/<name>.safetensors` plus `weights/<name>.json`, its manifest: the exact command
-that made it, seed, data, steps, wall time, held-out metrics, config and the sha256 of the weights file.
+SD's VAE (Rombach et al. 2022, https://arxiv.org/abs/2112.10752) and TAESD (https://github.com/madebyollin/taesd)
+load through diffusers: ids, pinned revisions and mirrors in one table (`SD_MODELS`), safetensors only. One class,
+`LatentCodec`, takes images in [-1, 1] and gives the *scaled* latents SD's UNet sees (a latentlab `VAE.encode`
+gives the raw posterior instead). Offline, the `*_or_course` loaders continue with the course VAE, which has the same
+latent geometry. `hub_unreachable` is the one check of the model hub (`latentlab doctor` asks it too).
 
-The second half loads Stable Diffusion's own VAE (Rombach et al. 2022, https://arxiv.org/abs/2112.10752) and
-TAESD (https://github.com/madebyollin/taesd) through diffusers: ids, pinned revisions and mirrors in one table
-(`SD_MODELS`), safetensors only, and one interface (`LatentCodec`) that takes images in [-1, 1] and gives the
-scaled latents SD's UNet sees. Offline, the `*_or_course` loaders continue with the course VAE (same geometry).
+It is longer than latentlab's other modules (~380 lines) because it is all of lesson 09 and only lesson 09, in
+the order the lesson meets it: the table, the range rule and the codec, loading, then img2img's first move.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
+import numbers
 import os
-import socket
-import tempfile
 import threading
+import urllib.error
+import urllib.request
 import warnings
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
 
+import diffusers  # its classes load on first use (diffusers' own lazy module)
 import torch
+from huggingface_hub import constants as hub_constants
 
+from latentlab.checkpoints import load_course_vae
+from latentlab.device import pick_device
+from latentlab.diffusion import SD_SCHEDULE
 from latentlab.errors import InputError
-from latentlab.images import RANGE_TOLERANCE, check_image, to_tensor
-
-WEIGHTS_DIR = Path(__file__).parent / "weights"
-
-
-def sha256_file(path: str | Path) -> str:
-    """hex sha256 of a file's bytes"""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def write_manifest(path: str | Path, manifest: dict) -> Path:
-    """manifest dict -> JSON file, atomically (temp file in the same folder, then os.replace)"""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(manifest, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
-
-
-def course_manifest(name: str = "vae") -> dict:
-    """the manifest of a shipped course model, e.g. course_manifest("vae")["command"]"""
-    path = WEIGHTS_DIR / f"{name}.json"
-    if not path.is_file():
-        shipped = sorted(p.stem for p in WEIGHTS_DIR.glob("*.json"))
-        raise InputError(f"no shipped model named {name!r} (no {path}); shipped: {', '.join(shipped) or 'none'}.")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
-        raise InputError(f"the manifest {path} is not valid JSON; reinstall latentlab to restore it.") from None
-
-
-def training_stages(manifest: dict) -> list[dict]:
-    """the runs that made a model, first to last: a manifest whose run started from a checkpoint (`--init`) keeps
-    the earlier run's record under "base", and so on back to the run from random weights"""
-    stages = []
-    while manifest:
-        stages.append({k: manifest.get(k) for k in ("command", "steps_done", "wall_time_s", "device")})
-        manifest = manifest.get("base")
-    return stages[::-1]
-
-
-def course_weights(name: str = "vae") -> tuple[Path, dict]:
-    """(path of the verified weights file, manifest); InputError if the file is missing or its sha256 differs"""
-    manifest = course_manifest(name)
-    path = WEIGHTS_DIR / f"{name}.safetensors"
-    retrain = f"reinstall latentlab, or remake it with `{manifest.get('command', 'latentlab train ' + name)}`"
-    if not path.is_file():
-        raise InputError(f"the course {name} weights are missing ({path}); {retrain}.")
-    if sha256_file(path) != manifest.get("sha256"):
-        raise InputError(f"the course {name} weights at {path} are corrupt (sha256 differs from the manifest); {retrain}.")
-    return path, manifest
-
-
-def load_course_vae(device: torch.device | str | None = None):
-    """the course VAE (factor 8, 4 latent channels) with its shipped weights, in eval mode"""
-    from latentlab.device import pick_device
-    from latentlab.train import load_checkpoint
-    from latentlab.vae import VAE, VAEConfig
-
-    path, manifest = course_weights("vae")
-    vae = VAE(VAEConfig(**manifest["config"]))
-    load_checkpoint(path, vae)
-    return vae.to(pick_device(device)).eval()
-
-
-# ---- Stable Diffusion's VAE and TAESD, through diffusers (lesson 09)
+from latentlab.images import check_image, check_range, to_tensor
+from latentlab.latents import check_latents, scale, unscale
+from latentlab.vae import VAE
 
 
 @dataclass(frozen=True)
@@ -152,9 +85,6 @@ SD_VAE_CONFIG = {
     "norm_num_groups": 32,
     "sample_size": 512,
 }
-# Stable Diffusion 1.x's noise schedule (its scheduler_config.json), for img2img's add_noise
-SD_SCHEDULER_CONFIG = {"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012,
-                       "beta_schedule": "scaled_linear"}
 GEOMETRY = "the same latent geometry (factor 8, 4 channels)"
 
 ValueRange = Literal["auto", "-1..1", "0..1"]
@@ -166,6 +96,9 @@ class WeightsUnavailable(InputError):
     def __init__(self, message: str, reason: str):
         super().__init__(message)
         self.reason = reason
+
+
+# ---- the range policy and the one interface
 
 
 def as_vae_images(images, value_range: ValueRange = "auto", multiple_of: int = 8) -> torch.Tensor:
@@ -180,32 +113,16 @@ def as_vae_images(images, value_range: ValueRange = "auto", multiple_of: int = 8
     if not isinstance(images, torch.Tensor) or not images.is_floating_point():
         return check_image(to_tensor(images), "image", multiple_of)
     x = images if images.ndim != 3 else images[None]
-    if not torch.isfinite(x).all():
-        raise InputError("image contains NaN or infinite values; check the step that produced it.")
-    lo, hi = x.min().item(), x.max().item()
     if value_range == "0..1":
-        if lo < -RANGE_TOLERANCE or hi > 1 + RANGE_TOLERANCE:
-            raise InputError(f"image values span {lo:.3g}..{hi:.3g}, not the [0, 1] that value_range='0..1' says.")
+        check_range(x, "image", 0.0, 1.0, fix="value_range='0..1' says so; pass '-1..1' if that is its range")
         x = x * 2 - 1
-    elif lo < -1 - RANGE_TOLERANCE or hi > 1 + RANGE_TOLERANCE:
-        hint = "it looks like 0..255: use x / 127.5 - 1, or pass a uint8 tensor" if hi > 2 else "rescale it"
-        raise InputError(f"image values span {lo:.3g}..{hi:.3g}; the VAE expects [-1, 1] ({hint}).")
-    elif value_range == "auto" and lo >= -0.05:
+    lo, hi = check_range(x, "image")
+    if value_range == "auto" and lo >= -0.05:
         raise InputError(
             f"image values span {lo:.3g}..{hi:.3g}, nothing clearly below 0: it looks like a [0, 1] image that the VAE "
             "would read as washed out; pass value_range='0..1' to convert it, or '-1..1' if it is a light [-1, 1] image."
         )
     return check_image(x, "image", multiple_of)
-
-
-def _check_latents(z: torch.Tensor, channels: int) -> None:
-    if not isinstance(z, torch.Tensor) or not z.is_floating_point():
-        raise InputError(f"latents must be a float tensor of shape (B, {channels}, h, w), not {type(z).__name__}.")
-    if z.ndim != 4 or z.shape[1] != channels:
-        hint = " — add a batch axis with z[None]" if z.ndim == 3 and z.shape[0] == channels else ""
-        raise InputError(f"latents have shape {tuple(z.shape)}; the decoder expects (B, {channels}, h, w){hint}.")
-    if not torch.isfinite(z).all():
-        raise InputError("latents contain NaN or infinite values; check the step that produced them.")
 
 
 class LatentCodec:
@@ -244,7 +161,10 @@ class LatentCodec:
     def encode(
         self, images, value_range: ValueRange = "auto", sample: bool = False, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        """images (B, 3, H, W) in [-1, 1] -> scaled latents (B, 4, H/8, W/8), what SD's UNet works on
+        """images (B, 3, H, W) in [-1, 1] -> *scaled* latents (B, 4, H/8, W/8), what SD's UNet works on.
+
+        Unlike latentlab's `VAE.encode` (and AutoencoderKL's), which return the raw posterior, this returns
+        latents.scale(posterior mean or sample, scaling_factor); `decode` takes the same scaled latents.
 
         Args:
             images: a tensor in [-1, 1] (see as_vae_images for the other ranges and types it converts or refuses).
@@ -258,40 +178,60 @@ class LatentCodec:
         else:  # AutoencoderKL's latent_dist, or the course VAE's DiagonalGaussian
             dist = getattr(out, "latent_dist", out)
             z = dist.sample(generator) if sample else dist.mode()
-        return z * self.scaling_factor  # (B, 4, H/8, W/8)
+        return scale(z, self.scaling_factor)  # (B, 4, H/8, W/8)
 
     @torch.inference_mode()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """scaled latents (B, 4, h, w) -> images (B, 3, 8h, 8w) in [-1, 1] (clamped, as SD's pipelines do)"""
-        _check_latents(latents, self.latent_channels)
+        check_latents(latents, self.latent_channels)
         param = next(self.model.parameters())
-        out = self.model.decode(latents.to(param.device, param.dtype) / self.scaling_factor)
+        out = self.model.decode(unscale(latents.to(param.device, param.dtype), self.scaling_factor))
         return getattr(out, "sample", out).clamp(-1, 1)  # (B, 3, 8h, 8w)
 
     def __repr__(self) -> str:
         return f"LatentCodec({self.name!r}: {self.description})"
 
 
-def _hub_unreachable(timeout: float = 3.0) -> str | None:
-    """why the Hub cannot be used now ("HF_HUB_OFFLINE=1 is set", no connection), or None when it answers"""
+# ---- the hub check, and loading from the hub, its cache or a folder
+
+
+def hub_unreachable(timeout: float = 3.0) -> str | None:
+    """why the model hub cannot be used now ("HF_HUB_OFFLINE=1 is set", no answer), or None when it answers.
+
+    An HTTP HEAD to huggingface_hub's endpoint (HF_ENDPOINT moves it to a mirror) through urllib, which honours
+    HTTPS_PROXY / NO_PROXY; in a thread, because a DNS lookup that hangs ignores every timeout.
+    """
     if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}:
         return "HF_HUB_OFFLINE=1 is set"
-    from huggingface_hub import constants
-
-    host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"  # HF_ENDPOINT moves it to a mirror
+    url = hub_constants.ENDPOINT.rstrip("/") + "/"
+    host = urlparse(url).hostname or url
     answer: list[str | None] = []
 
     def attempt() -> None:
         try:
-            socket.create_connection((host, 443), timeout=timeout).close()
+            opener = urllib.request.build_opener()  # a new opener reads the proxy variables as they are now
+            opener.open(urllib.request.Request(url, method="HEAD"), timeout=timeout).close()
             answer.append(None)
-        except OSError:
-            answer.append(f"{host} cannot be reached")
+        except urllib.error.HTTPError as err:  # the hub, or a proxy speaking for it, answered
+            answer.append(None if err.code < 500 else f"{host} answered HTTP {err.code}")
+        except (OSError, ValueError) as err:  # URLError is an OSError
+            answer.append(f"{host} cannot be reached ({getattr(err, 'reason', err)})")
 
-    thread = threading.Thread(target=attempt, daemon=True)  # a thread, because a stuck DNS lookup ignores timeouts
+    thread = threading.Thread(target=attempt, daemon=True)
     thread.start()
     thread.join(timeout + 0.5)
-    return answer[0] if answer else f"{host} did not answer within {timeout:.0f} s"
+    return answer[0] if answer else f"{host} did not answer within {timeout:g} s"
+
+
+@contextmanager
+def _hub_offline():
+    """huggingface_hub's offline mode for one call: the cache answers, and not one request is made (not even DNS)"""
+    before = hub_constants.HF_HUB_OFFLINE
+    hub_constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        hub_constants.HF_HUB_OFFLINE = before
 
 
 def _sources(spec: SDModel, source: str | Path | HubSource | None) -> tuple[HubSource, ...]:
@@ -314,9 +254,7 @@ def _sources(spec: SDModel, source: str | Path | HubSource | None) -> tuple[HubS
 
 def _from_pretrained(spec: SDModel, src: HubSource, local_only: bool) -> torch.nn.Module:
     """the one call a download, a cached copy and a local folder all go through: pinned, safetensors only"""
-    import diffusers
-
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), (_hub_offline() if local_only else nullcontext()):
         warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks")  # diffusers' own deprecation notice
         return getattr(diffusers, spec.diffusers_class).from_pretrained(
             src.repo_id, revision=src.revision, subfolder=src.subfolder, use_safetensors=True,
@@ -325,14 +263,13 @@ def _from_pretrained(spec: SDModel, src: HubSource, local_only: bool) -> torch.n
         )
 
 
+
 def _load(name: Literal["sd-vae", "taesd"], device, source) -> LatentCodec:
     """try each source (cache only when the Hub is unreachable); WeightsUnavailable when none loads"""
-    from latentlab.device import pick_device
-
     spec = SD_MODELS[name]
     sources = _sources(spec, source)
     remote = [s for s in sources if not Path(s.repo_id).is_dir()]
-    unreachable = _hub_unreachable() if remote else None
+    unreachable = hub_unreachable() if remote else None
     failures = []
     for src in sources:
         try:
@@ -389,8 +326,6 @@ def load_taesd_or_course(device=None, source=None) -> tuple[LatentCodec, str]:
 
 def untrained(name: Literal["sd-vae", "taesd"], seed: int = 0) -> LatentCodec:
     """SD's VAE or TAESD built with random weights: the real architecture and cost, no real pictures (offline)"""
-    import diffusers
-
     if name not in SD_MODELS:
         raise InputError(f"unknown model {name!r}; choose one of {', '.join(SD_MODELS)}.")
     with torch.random.fork_rng(devices=[]):
@@ -400,10 +335,8 @@ def untrained(name: Literal["sd-vae", "taesd"], seed: int = 0) -> LatentCodec:
     return LatentCodec(model.eval().requires_grad_(False), name, f"{title}'s architecture with random weights")
 
 
-def sd_vae_into_latentlab(autoencoder_kl):
+def sd_vae_into_latentlab(autoencoder_kl) -> VAE:
     """SD's VAE weights in the learner's own latentlab.vae.VAE: the same latents and images as AutoencoderKL"""
-    from latentlab.vae import VAE
-
     model = getattr(autoencoder_kl, "model", autoencoder_kl)  # a LatentCodec, or the diffusers model itself
     if type(model).__name__ != "AutoencoderKL":
         raise InputError(f"sd_vae_into_latentlab needs SD's VAE (a diffusers AutoencoderKL), not a "
@@ -412,11 +345,12 @@ def sd_vae_into_latentlab(autoencoder_kl):
     return VAE.from_diffusers(model).to(param.device, param.dtype).eval().requires_grad_(False)
 
 
-def sd_scheduler():
-    """a diffusers DDPMScheduler with Stable Diffusion 1.x's noise schedule"""
-    from diffusers import DDPMScheduler
+# ---- img2img's first move
 
-    return DDPMScheduler(**SD_SCHEDULER_CONFIG)
+
+def sd_scheduler():
+    """a diffusers DDPMScheduler with Stable Diffusion 1.x's noise schedule (latentlab.diffusion.SD_SCHEDULE)"""
+    return diffusers.DDPMScheduler(**SD_SCHEDULE)
 
 
 def img2img_start(
@@ -432,45 +366,21 @@ def img2img_start(
     with scheduler.add_noise, q(x_t | x_0) of Ho et al. 2020 (https://arxiv.org/abs/2006.11239), eq. 4.
     Returns (noisy latents (B, 4, h, w), that timestep t).
     """
-    keep = min(int(num_inference_steps * strength), num_inference_steps)
-    if not 0 < strength <= 1 or keep == 0:
-        raise InputError(f"strength {strength} must be in (0, 1] and keep at least one of the {num_inference_steps} "
-                         "steps; strength 0 would return the image unchanged.")
+    check_latents(latents)
     scheduler = scheduler or sd_scheduler()
+    most = scheduler.config.num_train_timesteps
+    if not isinstance(num_inference_steps, numbers.Integral) or isinstance(num_inference_steps, bool) \
+            or not 1 <= num_inference_steps <= most:
+        raise InputError(f"num_inference_steps must be a whole number from 1 to {most} (e.g. 50), "
+                         f"not {num_inference_steps!r}.")
+    if not isinstance(strength, numbers.Real) or isinstance(strength, bool) or not 0 < strength <= 1:  # NaN fails too
+        raise InputError(f"strength must be a number in (0, 1] (e.g. 0.75), not {strength!r}; 0 would return the "
+                         "image unchanged, 1 starts from pure noise.")
+    keep = int(num_inference_steps * strength)
+    if keep == 0:
+        raise InputError(f"strength {strength} keeps none of the {num_inference_steps} steps; raise it to at least "
+                         f"{1 / num_inference_steps:g} or use more steps.")
     scheduler.set_timesteps(num_inference_steps)
     t = scheduler.timesteps[(num_inference_steps - keep) * scheduler.order]
     noise = torch.randn(latents.shape, generator=generator, dtype=latents.dtype).to(latents.device)
     return scheduler.add_noise(latents, noise, t.reshape(1)), int(t)
-
-
-def load_course_denoiser(name: str = "denoiser", device: torch.device | str | None = None):
-    """a shipped lesson-08 denoiser UNet in eval mode ("denoiser": latent space, "denoiser_pixel": pixels).
-
-    Its manifest (`course_manifest(name)`) says how to sample it: `beta_schedule`, `prediction_type`, `space`.
-    """
-    from latentlab.device import pick_device
-    from latentlab.train import load_checkpoint
-    from latentlab.unet import UNet, UNetConfig
-
-    path, manifest = course_weights(name)
-    model = UNet(UNetConfig(**manifest["config"]))
-    load_checkpoint(path, model)
-    return model.to(pick_device(device)).eval()
-
-
-
-def load_denoiser_vae(name: str = "denoiser", device: torch.device | str | None = None):
-    """the VAE whose latents a shipped latent denoiser was trained on: the course VAE, or its copy adapted to shapes"""
-    from latentlab.device import pick_device
-    from latentlab.train import load_checkpoint
-    from latentlab.vae import VAE, VAEConfig
-
-    vae_name = course_manifest(name).get("vae")
-    if not vae_name:
-        raise InputError(f"{name} is a pixel-space denoiser and has no VAE; sample it directly in pixels.")
-    if vae_name == "vae":
-        return load_course_vae(device)
-    path, manifest = course_weights(vae_name)
-    vae = VAE(VAEConfig(**manifest["config"]))
-    load_checkpoint(path, vae)
-    return vae.to(pick_device(device)).eval()

@@ -1,0 +1,212 @@
+"""The job behind `latentlab train unet` (lesson 08): adapt the VAE, train, judge, and write checkpoints + manifests.
+
+The settings and the training itself are in denoiser_training; this module makes a run into files: the
+denoiser's checkpoint and manifest, and with `finetune_vae` the adapted VAE's (<name>_vae) beside them. The
+judge samples with DDIM, decodes and scores the shapes (latentlab.quality). Ctrl-C leaves every file written
+whole and marked interrupted, and skips what was not yet judged (exit 130).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from diffusers import DDIMScheduler
+from torch import nn
+
+from latentlab.checkpoints import (
+    check_finite,
+    course_weights,
+    load_finite,
+    read_checkpoint,
+    save_checkpoint,
+    sha256_file,
+    write_manifest,
+)
+from latentlab.data import heldout_images, shapes_batch
+from latentlab.denoiser_training import DenoiserTraining, encode_dataset, finetune_vae, train_denoiser, unet_config
+from latentlab.device import describe, pick_device, set_threads
+from latentlab.diffusion import sample
+from latentlab.errors import InputError
+from latentlab.images import psnr
+from latentlab.interrupts import held, stop_on_ctrl_c, stopping
+from latentlab.latents import unscale
+from latentlab.quality import judge
+from latentlab.recipes import command, git_commit
+from latentlab.unet import UNet, UNetConfig
+from latentlab.vae import VAE, VAEConfig
+from latentlab.vae_training import heldout_psnr
+
+
+def vae_file(name: str) -> Path:
+    """a shipped VAE's name ("vae": its sha256 checked) or a VAE checkpoint's path -> the checked file"""
+    path = Path(name) if name.endswith(".safetensors") or "/" in name else course_weights(name)[0]
+    tensors, metadata = read_checkpoint(path)
+    if "space" in metadata or "config" not in metadata:
+        raise InputError(f"{path} is not a VAE checkpoint (written by `latentlab train vae`); vae must name one.")
+    check_finite(tensors, path)
+    return path
+
+
+def load_vae(path: Path, device: torch.device) -> VAE:
+    """a VAE checkpoint -> the VAE in eval mode, built with the config stored beside its weights"""
+    vae = VAE(VAEConfig(**json.loads(read_checkpoint(path)[1]["config"])))
+    load_finite(path, vae)
+    return vae.to(device).eval()
+
+
+def run(settings: DenoiserTraining, recipe: dict | None = None) -> int:
+    """`latentlab train unet`: (adapt the VAE,) train, judge, write checkpoints and manifests -> exit code"""
+    with stop_on_ctrl_c():
+        config = unet_config(settings)
+        UNet(config)  # bad widths or groups are refused now, not after the data is ready
+        source = vae_file(settings.vae) if settings.space == "latent" else None
+        set_threads(settings.threads)
+        device = pick_device(settings.device)
+        line, out = command(settings), Path(settings.out)
+        record = {**({"recipe": recipe} if recipe else {}), "git_commit": git_commit()}
+        print(f"{line}\non {describe(device)}", file=sys.stderr)
+        written: list[Path] = []
+        try:
+            images, _ = shapes_batch(settings.num_images, size=settings.image_size, seed=settings.seed)
+            vae, vae_path = None, source
+            if source is not None:
+                vae = load_vae(source, device)
+                if settings.finetune_vae > 0:
+                    vae_path = settings.outputs()[1]
+                    if _finetune_and_save(vae, source, images, settings, line, record, vae_path, device):
+                        return _stopped(f"while adapting the VAE; wrote {vae_path} and its manifest; the denoiser "
+                                        "was not trained.")
+                    written.append(vae_path)
+            data = encode_dataset(vae, images.to(device)) if vae is not None else images
+            del images
+            extra = {"space": settings.space, "vae": vae_path.stem if vae_path else None,
+                     "beta_schedule": settings.beta_schedule, "prediction_type": "epsilon"}
+            start = time.perf_counter()
+            model, history = train_denoiser(
+                data, config, steps=settings.steps, batch_size=settings.batch_size, lr=settings.lr,
+                beta_schedule=settings.beta_schedule, seed=settings.seed, time_budget_s=settings.time_budget,
+                min_snr_gamma=settings.min_snr_gamma or None, out=out, checkpoint_every=settings.checkpoint_every,
+                device=device, desc=f"train unet ({settings.space})",
+                metadata=lambda: {"config": asdict(config), "command": line, **extra})
+        except KeyboardInterrupt:
+            return _stopped(f"before the denoiser's training began; wrote {', '.join(map(str, written)) or 'nothing'}.")
+        wall = time.perf_counter() - start
+        interrupted = bool(history and history[-1].get("interrupted"))
+        quality = {}
+        if settings.eval_samples and not interrupted:
+            try:
+                quality = judge_denoiser(model, vae, settings, config)
+            except KeyboardInterrupt:
+                interrupted = True  # the checkpoint is whole; the manifest says the judging did not finish
+        with held():  # a Ctrl-C now waits until the manifest is written beside the checkpoint
+            ms_per_step = [1000 * (b["time_s"] - a["time_s"]) for a, b in zip(history, history[1:])]
+            manifest = {
+                "name": out.stem,
+                "command": line,
+                **record,
+                "seed": settings.seed,
+                "data": f"latentlab.data.shapes_batch({settings.num_images}, size={settings.image_size}, "
+                        f"seed={settings.seed})" + (f", encoded by the VAE {extra['vae']!r} (posterior mean x scaling_factor)"
+                                                    if vae is not None else ", pixels"),
+                **extra,
+                **({"vae_sha256": sha256_file(vae_path)} if vae_path else {}),
+                "steps": settings.steps,
+                "steps_done": len(history),
+                "time_budget_s": settings.time_budget,
+                "interrupted": interrupted,
+                "wall_time_s": round(wall, 1),
+                "ms_per_step_median": round(sorted(ms_per_step)[len(ms_per_step) // 2], 1) if ms_per_step else None,
+                "device": describe(device),
+                "torch": torch.__version__,
+                "training": asdict(settings),
+                "config": asdict(config),
+                "parameters": model.num_parameters(),
+                "final": {"loss_last_100": round(sum(h["loss"] for h in history[-100:]) / max(1, len(history[-100:])),
+                                                 5)},
+                "quality": quality,
+                "history": [{k: round(v, 5) for k, v in h.items() if k != "interrupted"}
+                            for h in history if h["step"] % 50 == 0],
+                "sha256": sha256_file(out),
+            }
+            write_manifest(out.with_suffix(".json"), manifest)
+        if interrupted:
+            return _stopped(f"after {len(history)} steps; wrote {out} and {out.with_suffix('.json')} (marked "
+                            "interrupted, not judged).")
+        print(f"wrote {out} and {out.with_suffix('.json')} after {len(history)} steps in {wall:.0f} s; "
+              f"{quality.get('summary', '')}", file=sys.stderr)
+        return 130 if stopping() else 0
+
+
+def _stopped(what: str) -> int:
+    print(f"latentlab train unet: interrupted {what}", file=sys.stderr)
+    return 130
+
+
+def _finetune_and_save(vae: VAE, source: Path, images: torch.Tensor, settings: DenoiserTraining, line: str,
+                       record: dict, path: Path, device: torch.device) -> bool:
+    """adapt the VAE (from the file `source`) to the training shapes, save it and its manifest -> whether interrupted"""
+    start = time.perf_counter()
+    _, history = finetune_vae(vae, images, steps=settings.finetune_vae, seed=settings.seed, device=device)
+    wall = time.perf_counter() - start
+    with held():
+        save_checkpoint(path, vae, {"config": asdict(vae.config), "command": line})
+    interrupted = bool(history and history[-1].get("interrupted"))
+    report = {}
+    if not interrupted:
+        try:
+            heldout, _ = shapes_batch(256, size=settings.image_size, seed=settings.seed + 1000)  # shapes it never saw
+            with torch.no_grad():
+                recon = torch.cat([vae(x.to(device)).cpu() for x in heldout.split(64)]).clamp(-1, 1)
+                photo_psnr = heldout_psnr(vae, heldout_images(256).to(device))  # what the adaptation cost on photos
+            verdict = judge(recon)
+            report = {"heldout_shapes": {"psnr": round(psnr(recon, heldout).mean().item(), 2),
+                                         "recognised": verdict.recognised, "summary": str(verdict)},
+                      "heldout_photos_psnr": round(photo_psnr, 2)}
+        except KeyboardInterrupt:
+            interrupted = True
+    with held():
+        manifest = {
+            "name": path.stem,
+            "command": line,
+            **record,
+            "made_by": f"the VAE {source.stem!r} fine-tuned for {settings.finetune_vae} steps (batch 8, "
+                       "MSE + 1e-5 KL) on the training shapes, before the denoiser is trained on its latents",
+            "base_vae_sha256": sha256_file(source),  # the VAE it started from
+            "seed": settings.seed,
+            "data": f"latentlab.data.shapes_batch({settings.num_images}, size={settings.image_size}, seed={settings.seed})",
+            "steps": settings.finetune_vae,
+            "steps_done": len(history),
+            "interrupted": interrupted,
+            "wall_time_s": round(wall, 1),
+            "training": asdict(settings),
+            "config": asdict(vae.config),
+            **report,
+            "sha256": sha256_file(path),
+        }
+        write_manifest(path.with_suffix(".json"), manifest)
+    if not interrupted:
+        print(f"wrote {path}: held-out shapes {report['heldout_shapes']['psnr']} dB, "
+              f"{report['heldout_shapes']['summary']}", file=sys.stderr)
+    return interrupted or stopping()
+
+
+def judge_denoiser(model: nn.Module, vae: nn.Module | None, settings: DenoiserTraining, config: UNetConfig) -> dict:
+    """sample with DDIM, decode, and judge the shapes (latentlab.quality) -> the manifest's quality entry"""
+    scheduler = DDIMScheduler(num_train_timesteps=config.num_train_timesteps, beta_schedule=settings.beta_schedule,
+                              clip_sample=vae is None)
+    shape = (settings.eval_samples, config.in_channels, config.sample_size, config.sample_size)
+    start = time.perf_counter()
+    x = sample(model, shape, scheduler, settings.eval_steps, torch.Generator().manual_seed(settings.seed + 1))
+    with torch.no_grad():
+        images = torch.cat([vae.decode(unscale(z, vae.scaling_factor)) for z in x.split(64)]) if vae is not None else x
+    verdict = judge(images.cpu())
+    return {"samples": settings.eval_samples, "ddim_steps": settings.eval_steps,
+            "recognised": round(verdict.recognised, 4), "flat": round(verdict.flat, 4),
+            "matched": round(verdict.matched, 4), "mean_iou": round(verdict.mean_iou, 3),
+            "class_counts": verdict.class_counts, "balance": round(verdict.balance(), 3),
+            "sampling_s": round(time.perf_counter() - start, 1), "summary": str(verdict)}

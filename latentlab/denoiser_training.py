@@ -1,0 +1,213 @@
+"""Training lesson 08's denoiser: its settings `DenoiserTraining`, `train_denoiser`, and `latentlab train unet`.
+
+A UNet learns to predict the noise added to its training data (Ho et al. 2020, https://arxiv.org/abs/2006.11239,
+Algorithm 1): Shapes images encoded once by the course VAE into scaled latents (latents.scale), or the pixels
+themselves. A photo VAE is first adapted to the shapes (`finetune_vae`, saved beside the denoiser as
+<name>_vae). recipes/denoiser.toml and recipes/denoiser_pixel.toml hold the shipped models' settings;
+denoiser_job runs them (`latentlab train unet`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import ClassVar, Literal
+
+import torch
+from torch import nn
+
+from latentlab.device import seed_everything
+from latentlab.diffusion import alphas_cumprod, diffusion_loss, make_betas
+from latentlab.errors import InputError
+from latentlab.interrupts import held, stopping
+from latentlab.latents import scale
+from latentlab.recipes import Rule, above, at_least, setting, validate
+from latentlab.train import budget_cosine, fit, vae_loss, warmup_cosine
+from latentlab.unet import UNet, UNetConfig
+from latentlab.vae import estimate_scaling_factor
+from latentlab.vae_training import CHECKPOINT, WIDTHS
+
+SIDE = Rule(lambda v: v >= 8 and v % 8 == 0, "a positive multiple of 8 (the VAE factor)")
+
+
+@dataclass
+class DenoiserTraining:
+    """One run of `latentlab train unet`; each field is a flag (num_images: --num-images).
+
+    The defaults are the command line's; recipes/denoiser.toml and denoiser_pixel.toml hold the shipped runs'.
+    """
+
+    job: ClassVar[str] = "unet"
+
+    space: Literal["latent", "pixel"] = setting(  # latents of 64x64 images are 4 x 8 x 8
+        "latent", "denoise course-VAE latents or the pixels themselves")
+    vae: str | None = setting(  # pixel space has none
+        "vae", "the VAE whose latents are denoised: a shipped model's name or a .safetensors file", kind="path")
+    steps: int = setting(4000, "optimizer steps (an upper bound with a time budget)", at_least(1), smoke=2)
+    time_budget: float | None = setting(  # equal wall-clock time: how lesson 08 compares latent and pixel space
+        None, "stop after this many seconds of training; the learning rate decays over them", above(0))
+    batch_size: int = setting(32, "samples per step", at_least(1), smoke=4)
+    lr: float = setting(2e-3, "peak AdamW learning rate (warm-up, then cosine)", above(0))
+    num_images: int = setting(4096, "Shapes images in the training set", at_least(1), smoke=8)
+    image_size: int = setting(64, "side of the Shapes images", SIDE, smoke=16)
+    block_out_channels: tuple[int, ...] = setting(  # pixels: 3 more levels of the first width (the same 4x4 end)
+        (32, 64), "UNet widths, one per latent resolution", WIDTHS, kind="model")
+    layers_per_block: int = setting(1, "ResBlocks per down level", at_least(1), kind="model")
+    norm_num_groups: int = setting(16, "GroupNorm groups; must divide every width", at_least(1), kind="model")
+    attention_head_dim: int = setting(32, "channels per attention head", at_least(1), kind="model")
+    beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = setting(
+        "squaredcos_cap_v2", "the noise schedule, named as in diffusers (the sampler uses the same)")
+    finetune_vae: int = setting(  # a photo VAE draws shapes with wrong colours and lumpy outlines until adapted
+        0, "first adapt the VAE to the shapes for this many steps; saved beside the denoiser as <out>_vae",
+        at_least(0), smoke=2)
+    min_snr_gamma: float = setting(5.0, "Min-SNR loss weighting (0: the plain loss)", at_least(0))
+    eval_samples: int = setting(256, "samples judged at the end (0: none)", at_least(0), smoke=2)
+    eval_steps: int = setting(50, "DDIM steps for those samples", at_least(1), smoke=2)
+    seed: int = setting(0, "seed of the shapes, the initial weights, the noise and the judged samples", at_least(0))
+    checkpoint_every: int = setting(1000, "save the checkpoint every N steps and at the end", at_least(1))
+    device: str | None = setting(None, "cpu, cuda or mps (default: the best available)", kind="machine")
+    threads: int | None = setting(None, "CPU threads (default: the cores that are free)", at_least(1))
+    out: str | None = setting("denoiser.safetensors", "checkpoint to write; its manifest goes beside it as .json",
+                              CHECKPOINT, kind="path")
+
+    def __post_init__(self):
+        validate(self)
+        if self.space == "pixel":
+            if self.finetune_vae:
+                raise InputError("finetune_vae adapts a VAE, and pixel space has none; set it to 0 or use latent space.")
+            self.vae = None
+        elif self.vae is None:
+            raise InputError("latent space needs a VAE: name a shipped one (e.g. vae) or a .safetensors file.")
+        if self.num_images < self.batch_size:
+            raise InputError(f"num_images {self.num_images} must be at least one batch ({self.batch_size}).")
+
+    def outputs(self) -> list[Path]:
+        out = Path(self.out)
+        return [out] + ([out.with_name(f"{out.stem}_vae.safetensors")] if self.finetune_vae else [])
+
+
+def unet_config(settings: DenoiserTraining) -> UNetConfig:
+    """the UNet a run trains: attention at the lowest levels; pixels get three extra levels of the first width"""
+    widths = settings.block_out_channels
+    channels, side = (4, settings.image_size // 8) if settings.space == "latent" else (3, settings.image_size)
+    levels = widths if settings.space == "latent" else (widths[0],) * 3 + widths
+    attention = [i >= len(levels) - len(widths) + 1 for i in range(len(levels))]
+    return UNetConfig(
+        sample_size=side, in_channels=channels, out_channels=channels, block_out_channels=levels,
+        down_block_types=tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in attention),
+        up_block_types=tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attention)),
+        layers_per_block=settings.layers_per_block, norm_num_groups=settings.norm_num_groups,
+        attention_head_dim=settings.attention_head_dim,
+    )
+
+
+@torch.no_grad()
+def encode_dataset(vae: nn.Module, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    """images (N, 3, H, W) -> scaled latents (N, 4, H/8, W/8): scale(vae.encode(x).mode(), scaling_factor), in batches"""
+    return scale(torch.cat([vae.encode(chunk).mode().cpu() for chunk in images.split(batch_size)]), vae.scaling_factor)
+
+
+def finetune_vae(
+    vae: nn.Module,
+    images: torch.Tensor,
+    steps: int = 600,
+    batch_size: int = 8,
+    lr: float = 5e-4,
+    beta: float = 1e-5,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+) -> tuple[nn.Module, list[dict]]:
+    """Adapt a trained VAE to new images (e.g. Shapes, which a photo VAE never saw) -> (vae, history).
+
+    Same loss as train_vae (MSE here, beta * KL); afterwards the scaling factor is measured again on the new images.
+    """
+    generator = seed_everything(seed)
+
+    def batches() -> Iterator[torch.Tensor]:
+        while True:
+            yield images[torch.randint(0, len(images), (batch_size,), generator=generator)]
+
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=1e-4)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(steps, warmup=min(50, steps // 10 + 1)))
+    history = fit(vae, lambda model, batch: vae_loss(model, batch, beta, "mse", generator), batches(), steps,
+                  optimizer, scheduler, device=device, desc="fine-tune vae")
+    with held(), torch.no_grad():  # a Ctrl-C now waits: the scaling factor belongs to the adapted VAE
+        vae.config.scaling_factor = round(estimate_scaling_factor(vae, images[:256].to(device), generator), 5)
+    if stopping() and history:
+        history[-1]["interrupted"] = True
+    return vae.eval(), history
+
+
+_DEFAULTS = DenoiserTraining  # the defaults of train_denoiser are those of `latentlab train unet`
+
+
+def train_denoiser(
+    data: torch.Tensor,
+    config: UNetConfig | None = None,
+    steps: int = _DEFAULTS.steps,
+    batch_size: int = _DEFAULTS.batch_size,
+    lr: float = _DEFAULTS.lr,
+    beta_schedule: str = _DEFAULTS.beta_schedule,
+    seed: int = _DEFAULTS.seed,
+    time_budget_s: float | None = _DEFAULTS.time_budget,
+    min_snr_gamma: float | None = _DEFAULTS.min_snr_gamma,
+    out: str | Path | None = None,
+    checkpoint_every: int = _DEFAULTS.checkpoint_every,
+    evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
+    eval_every: int = 1000,
+    device: torch.device | str = "cpu",
+    metadata: Callable[[], dict] | None = None,
+    desc: str = "train unet",
+):
+    """Train a UNet to predict the noise added to `data` (Ho et al. 2020, Algorithm 1) -> (unet, history).
+
+    Args:
+        data: the training set (N, C, H, W): scaled VAE latents (N, 4, 8, 8) or images (N, 3, 64, 64).
+        config: a UNetConfig whose in_channels match the data (default: UNetConfig() with the data's channels).
+        beta_schedule: the noise schedule, named as in diffusers (the sampler must use the same).
+        time_budget_s: stop after this many seconds (`steps` is then an upper bound) and decay the learning rate
+            over the budget: the way to compare two models at equal wall-clock time.
+        min_snr_gamma: Min-SNR loss weighting (see diffusion.diffusion_loss); None for Ho et al.'s plain loss.
+    """
+    if not isinstance(data, torch.Tensor) or data.ndim != 4:
+        raise InputError("data must be a tensor (N, C, H, W) of latents or images; encode images with encode_dataset.")
+    if len(data) < batch_size:
+        raise InputError(f"data holds {len(data)} samples, fewer than one batch of {batch_size}; add data or lower "
+                         "batch_size.")
+    C, H = data.shape[1], data.shape[2]
+    config = config or UNetConfig(sample_size=H, in_channels=C, out_channels=C)
+    if config.in_channels != C:
+        raise InputError(f"the UNet takes {config.in_channels} channels but the data has {C}; set in_channels and "
+                         f"out_channels to {C}.")
+    config = replace(config, sample_size=H)
+    generator = seed_everything(seed)
+    model = UNet(config)
+    acp = alphas_cumprod(make_betas(beta_schedule, config.num_train_timesteps)).to(device)
+
+    def batches() -> Iterator[torch.Tensor]:
+        while True:
+            for idx in torch.randperm(len(data), generator=generator).split(batch_size):
+                if len(idx) == batch_size:
+                    yield data[idx]
+
+    warmup = min(100, steps // 10 + 1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    factor = warmup_cosine(steps, warmup) if time_budget_s is None else budget_cosine(time_budget_s, warmup)
+    history = fit(
+        model,
+        lambda unet, x0: {"loss": diffusion_loss(unet, x0, acp, generator, min_snr_gamma)},
+        batches(),
+        steps,
+        optimizer,
+        torch.optim.lr_scheduler.LambdaLR(optimizer, factor),
+        evaluate=evaluate,
+        eval_every=eval_every,
+        checkpoint=out,
+        checkpoint_every=checkpoint_every,
+        metadata=metadata,
+        device=device,
+        desc=desc,
+        time_budget_s=time_budget_s,
+    )
+    return model, history

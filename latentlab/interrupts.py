@@ -1,0 +1,72 @@
+"""A safe Ctrl-C for training: the first stops the run, later ones wait until its files are written whole.
+
+Python turns Ctrl-C (SIGINT) into a KeyboardInterrupt wherever the program happens to be, so a second Ctrl-C
+pressed while the first one's checkpoint and manifest are being written would cut that writing short. Inside
+`stop_on_ctrl_c()` the first Ctrl-C still raises KeyboardInterrupt (the run stops at once, even during start-up
+or evaluation); every later one is held and only reported. `train.fit` and `latentlab train` use it (lessons 02,
+03, 08).
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from contextlib import contextmanager
+
+
+class _State:
+    installed = False  # our handler is in place
+    stopping = False  # a Ctrl-C arrived: the run is stopping, and further Ctrl-C are held
+    holding = False  # inside `held()`: Ctrl-C is held even before the first one
+    pressed = False  # a Ctrl-C arrived while holding
+
+
+def _on_ctrl_c(signum, frame) -> None:
+    if _State.stopping or _State.holding:
+        _State.pressed = True
+        print("Ctrl-C: saving first; the run stops once its files are written whole.", file=sys.stderr)
+        return
+    _State.stopping = True
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def stop_on_ctrl_c():
+    """the first Ctrl-C inside the block raises KeyboardInterrupt, later ones are held; nests; main thread only"""
+    usable = threading.current_thread() is threading.main_thread()
+    if _State.installed or not usable or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        yield  # already in force (an outer block), or Ctrl-C cannot reach us (another thread, or ignored)
+        return
+    previous = signal.signal(signal.SIGINT, _on_ctrl_c)
+    _State.installed, _State.stopping, _State.holding, _State.pressed = True, False, False, False
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        _State.installed = _State.stopping = _State.holding = _State.pressed = False
+
+
+@contextmanager
+def held():
+    """Ctrl-C inside the block is held until the block ends (a save runs to the end); then `stopping()` says if one came"""
+    if not _State.installed:
+        yield
+        return
+    outer, _State.holding = _State.holding, True
+    try:
+        yield
+    finally:
+        _State.holding = outer
+        _State.stopping = _State.stopping or _State.pressed
+
+
+def stopping() -> bool:
+    """True once a Ctrl-C (or a KeyboardInterrupt noted with `note_interrupt`) has stopped the run"""
+    return _State.stopping
+
+
+def note_interrupt() -> None:
+    """a KeyboardInterrupt was caught: from now on Ctrl-C is held, so the saving that follows runs to the end"""
+    if _State.installed:
+        _State.stopping = True

@@ -1,0 +1,235 @@
+"""Training the course VAE (lessons 02-03): its settings `VAETraining`, `train_vae`, and `latentlab train vae`.
+
+The loss is train.vae_loss (reconstruction + beta * KL) on random crops of the training photos, watched on the
+held-out photos. The shipped VAE is three runs of this job, each starting from the one before: recipes/vae.toml
+holds their settings, docs/vae.md the trials that chose them. Each run writes its checkpoint and a manifest beside
+it: the command that reproduces it, its settings, what it scored, and the record of the run it started from.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import ClassVar, Literal
+
+import torch
+from torch import nn
+
+from latentlab.checkpoints import (
+    check_finite,
+    load_finite,
+    read_checkpoint,
+    save_checkpoint,
+    sha256_file,
+    write_manifest,
+)
+from latentlab.data import TRAIN_PHOTOS, PhotoCrops, batches, heldout_images
+from latentlab.device import describe, pick_device, seed_everything, set_threads
+from latentlab.errors import InputError
+from latentlab.images import psnr
+from latentlab.interrupts import held, stop_on_ctrl_c, stopping
+from latentlab.recipes import Rule, above, at_least, command, git_commit, setting, shown_path, validate
+from latentlab.train import fit, vae_loss, warmup_cosine
+from latentlab.vae import VAE, VAEConfig, estimate_scaling_factor
+
+FRACTIONS = Rule(lambda v: 0 < v[0] <= v[1] <= 1, "two fractions lo,hi with 0 < lo <= hi <= 1")
+WIDTHS = Rule(lambda v: len(v) > 0 and min(v) > 0, "{kind}, each > 0")
+DECAY = Rule(lambda v: 0 < v < 1, "a decay strictly between 0 and 1 (e.g. 0.999)")
+CHECKPOINT = Rule(lambda v: v.endswith(".safetensors"), "a path ending in .safetensors (the manifest goes beside it)")
+
+
+@dataclass
+class VAETraining:
+    """One run of `latentlab train vae`; each field is a flag (batch_size: --batch-size).
+
+    The defaults are the settings of the shipped VAE's first run (recipes/vae.toml), but for the thread count.
+    """
+
+    job: ClassVar[str] = "vae"
+
+    steps: int = setting(16000, "optimizer steps", at_least(1), smoke=2)
+    batch_size: int = setting(16, "crops per step", at_least(1), smoke=2)  # 16 of 32x32 beat 4 of 64x64 (docs/vae.md)
+    crop: int = setting(32, "side of the training crops, a multiple of the VAE factor", at_least(8), smoke=16)
+    crop_scale: tuple[float, float] = setting(  # 30-150 px regions: around the density of the 256x256 lesson images
+        (0.06, 0.3), "crop region side as a fraction of the photo's shorter side (512 px at most): lo,hi", FRACTIONS)
+    lr: float = setting(1e-3, "peak AdamW learning rate (warm-up, then cosine)", above(0))
+    beta: float = setting(1e-5, "KL weight per image value (SD used 1e-6)", at_least(0))
+    reconstruction: Literal["mse", "l1"] = setting("mse", "mse (PSNR is a function of it) or l1 (sharper edges)")
+    rgb_shuffle: bool = setting(False, "shuffle each crop's colour channels (a colour augmentation)")
+    block_out_channels: tuple[int, ...] = setting(  # 4 entries: factor 8, like SD
+        (16, 16, 32, 64), "channels per resolution", WIDTHS, kind="model")
+    layers_per_block: int = setting(1, "ResBlocks per encoder resolution", at_least(1), kind="model")
+    norm_num_groups: int = setting(8, "GroupNorm groups; must divide every width", at_least(1), kind="model")
+    init: str | None = setting(  # a second stage of training; GroupNorm needs the larger crops of later stages
+        None, "start from this checkpoint; its architecture replaces the model settings", kind="path")
+    average: float | None = setting(  # 0.999: roughly the last 1000 steps
+        None, "keep a moving average of the weights with this decay (e.g. 0.999) and ship it", DECAY)
+    seed: int = setting(0, "seed of the crops, the initial weights and the noise", at_least(0))
+    eval_every: int = setting(1000, "held-out PSNR every N steps and at the end", at_least(1))
+    eval_size: int = setting(256, "side of the held-out photos for that PSNR", at_least(8), smoke=32)
+    checkpoint_every: int = setting(1000, "save the checkpoint every N steps and at the end", at_least(1))
+    device: str | None = setting(None, "cpu, cuda or mps (default: the best available)", kind="machine")
+    threads: int | None = setting(None, "CPU threads (default: the cores that are free)", at_least(1))
+    out: str | None = setting("vae.safetensors", "checkpoint to write; its manifest goes beside it as .json", CHECKPOINT,
+                       kind="path")
+
+    def __post_init__(self):
+        validate(self)
+
+    def outputs(self) -> list[Path]:
+        return [Path(self.out)]
+
+
+def vae_config(settings: VAETraining) -> VAEConfig:
+    """the architecture a run trains: the settings', or that of the checkpoint given to `init`"""
+    if settings.init is None:
+        config = VAEConfig(block_out_channels=settings.block_out_channels, layers_per_block=settings.layers_per_block,
+                           norm_num_groups=settings.norm_num_groups)
+    else:
+        tensors, metadata = read_checkpoint(settings.init)
+        if "space" in metadata:
+            raise InputError(f"{settings.init} is a denoiser (UNet) checkpoint, not a VAE; init needs a checkpoint "
+                             "written by `latentlab train vae`.")
+        if "config" not in metadata:
+            raise InputError(f"{settings.init} holds no VAE config in its metadata; init needs a checkpoint from "
+                             "`latentlab train vae`.")
+        try:
+            config = VAEConfig(**json.loads(metadata["config"]))
+        except (TypeError, ValueError) as err:
+            raise InputError(f"{settings.init} holds a config that is not a VAE's ({err}); init needs a checkpoint "
+                             "from `latentlab train vae`.") from None
+        check_finite(tensors, settings.init)
+    if settings.crop % config.factor:
+        raise InputError(f"crop {settings.crop} must be a multiple of the VAE factor {config.factor}.")
+    return config
+
+
+def shuffle_rgb(batch: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """(B, 3, H, W) -> each image with its colour channels in a random order: colour augmentation."""
+    order = torch.rand(batch.shape[:2], generator=generator).argsort(dim=1).to(batch.device)  # (B, 3)
+    return batch.gather(1, order[:, :, None, None].expand_as(batch))
+
+
+def heldout_psnr(model: nn.Module, images: torch.Tensor) -> float:
+    """mean PSNR (dB) of the model's reconstructions (posterior mean, clamped to [-1, 1]) of held-out images."""
+    return psnr(model(images).clamp(-1, 1), images.to(next(model.parameters()).device)).mean().item()
+
+
+def train_vae(settings: VAETraining | None = None, device: torch.device | str = "cpu", metadata=None):
+    """Train a course VAE on random crops of the training photos -> (vae, history).
+
+    Args:
+        settings: what to train and how (default: VAETraining(), the first run of the shipped VAE).
+        metadata: called at each save for extra metadata to store beside the VAE's config.
+    The scaling factor is measured at the end on the run's own crops (1 / std of the latents, as SD measured
+    0.18215). Ctrl-C stops early: the checkpoint is still saved whole, and the last history entry says "interrupted".
+    """
+    settings = settings or VAETraining()
+    config = vae_config(settings)
+    generator = seed_everything(settings.seed)
+    vae = VAE(config)
+    if settings.init is not None:
+        load_finite(settings.init, vae)
+    out = None if settings.out is None else Path(settings.out)
+    data = PhotoCrops(size=settings.crop, split="train", length=settings.steps * settings.batch_size,
+                      seed=settings.seed, scale=settings.crop_scale)
+    heldout = heldout_images(settings.eval_size).to(device)  # watched during training, never trained on
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=settings.lr, betas=(0.9, 0.99), weight_decay=1e-4)
+    schedule = warmup_cosine(settings.steps, warmup=min(100, settings.steps // 10 + 1))
+
+    def loss(model: nn.Module, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        batch = shuffle_rgb(batch, generator) if settings.rgb_shuffle else batch
+        return vae_loss(model, batch, settings.beta, settings.reconstruction, generator)
+
+    def stored() -> dict:
+        return {"config": asdict(vae.config), **(metadata() if metadata else {})}
+
+    history = fit(vae, loss, batches(data, settings.batch_size, settings.seed), settings.steps, optimizer,
+                  torch.optim.lr_scheduler.LambdaLR(optimizer, schedule),
+                  evaluate=lambda model: {"heldout_psnr": heldout_psnr(model, heldout)},
+                  eval_every=settings.eval_every, checkpoint=out, checkpoint_every=settings.checkpoint_every,
+                  metadata=stored, device=device, desc="train vae", average=settings.average)
+    with held(), torch.no_grad():  # a Ctrl-C now waits: the scaling factor belongs to the checkpoint
+        sample = torch.stack([data[i] for i in range(min(len(data), 256))])
+        vae.config.scaling_factor = round(estimate_scaling_factor(vae, sample, generator), 5)
+        if out is not None:
+            save_checkpoint(out, vae, {**stored(), "step": len(history)})
+    if stopping() and history:
+        history[-1]["interrupted"] = True
+    return vae, history
+
+
+def run(settings: VAETraining, recipe: dict | None = None) -> int:
+    """`latentlab train vae`: train, write the checkpoint and its manifest -> exit code (130 after a Ctrl-C)"""
+    with stop_on_ctrl_c():
+        config = vae_config(settings)  # bad settings or a bad --init are refused before anything runs
+        VAE(config)  # and so are widths that the groups do not divide
+        if settings.init is not None:  # the record shows the architecture actually trained
+            settings = replace(settings, block_out_channels=config.block_out_channels,
+                               layers_per_block=config.layers_per_block, norm_num_groups=config.norm_num_groups)
+        base = _base_record(Path(settings.init)) if settings.init is not None else None
+        set_threads(settings.threads)
+        device = pick_device(settings.device)
+        line, out = command(settings), Path(settings.out)
+        print(f"{line}\non {describe(device)}", file=sys.stderr)
+        start = time.perf_counter()
+        try:
+            vae, history = train_vae(settings, device, metadata=lambda: {"command": line})
+        except KeyboardInterrupt:
+            print("latentlab train vae: interrupted before training began; nothing was written.", file=sys.stderr)
+            return 130
+        with held():  # a Ctrl-C now waits until the manifest is written beside the checkpoint
+            wall = time.perf_counter() - start
+            last = history[-1] if history else {"step": 0}
+            interrupted = bool(last.get("interrupted"))
+            manifest = {
+                "name": out.stem,
+                "command": line,
+                **({"recipe": recipe} if recipe else {}),
+                "git_commit": git_commit(),
+                "seed": settings.seed,
+                "data": f"latentlab.data.PhotoCrops(size={settings.crop}, split='train', seed={settings.seed}, "
+                        f"scale={settings.crop_scale}): random crops of the training photos ({', '.join(TRAIN_PHOTOS)}); "
+                        "the held-out photos are never trained on",
+                "steps": settings.steps,
+                "steps_done": len(history),
+                "interrupted": interrupted,
+                "wall_time_s": round(wall, 1),
+                "device": describe(device),
+                "torch": torch.__version__,
+                "training": asdict(settings),
+                "config": asdict(vae.config),
+                "final": {k: round(v, 5) for k, v in last.items() if k not in ("step", "interrupted")},
+                "history": [{k: round(v, 5) for k, v in h.items() if k != "interrupted"}
+                            for h in history if h["step"] % 25 == 0 or "heldout_psnr" in h],
+                "sha256": sha256_file(out),
+            }
+            if base is not None:
+                manifest["base"] = base
+            write_manifest(out.with_suffix(".json"), manifest)
+        if interrupted:
+            print(f"latentlab train vae: interrupted after {len(history)} of {settings.steps} steps; wrote {out} and "
+                  f"{out.with_suffix('.json')} (marked interrupted, not evaluated).", file=sys.stderr)
+        else:
+            score = f"; held-out PSNR {last['heldout_psnr']:.2f} dB" if "heldout_psnr" in last else ""
+            print(f"wrote {out} and {out.with_suffix('.json')} after {len(history)} steps in {wall:.0f} s{score}",
+                  file=sys.stderr)
+        return 130 if interrupted or stopping() else 0
+
+
+def _base_record(path: Path) -> dict:
+    """what a run started from `init` records about it: its file and sha256, and its own manifest when beside it"""
+    _, metadata = read_checkpoint(path)
+    base = {"file": shown_path(path), "sha256": sha256_file(path), "command": metadata.get("command")}
+    manifest_path = path.with_suffix(".json")
+    if manifest_path.is_file():  # carry the earlier run's record forward: how it was made and what it scored
+        earlier = json.loads(manifest_path.read_text())
+        keep = ("command", "recipe", "git_commit", "seed", "data", "steps_done", "interrupted", "wall_time_s",
+                "device", "torch", "training", "final", "heldout", "note", "base")
+        base.update({k: earlier[k] for k in keep if k in earlier})
+        base["heldout_psnr_history"] = [[h["step"], h["heldout_psnr"]] for h in earlier.get("history", [])
+                                        if "heldout_psnr" in h]
+    return base

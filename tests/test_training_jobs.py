@@ -1,0 +1,227 @@
+"""`latentlab train vae | unet` against bad starts and Ctrl-C: one sentence for a wrong --init, and an interrupted
+run that still leaves its checkpoint and manifest whole, marked interrupted, unevaluated, with exit code 130."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+
+import pytest
+import torch
+
+import latentlab.denoiser_job as denoiser_job
+import latentlab.denoiser_training as denoiser_training
+import latentlab.train as train
+import latentlab.vae_training as vae_training
+from latentlab.checkpoints import WEIGHTS_DIR, load_checkpoint, save_checkpoint
+from latentlab.cli import main
+from latentlab.vae import VAE, VAEConfig
+
+TINY = VAEConfig(block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4)
+SMALL_VAE = ["--batch-size", "1", "--crop", "16", "--block-out-channels", "8,16", "--norm-num-groups", "4",
+             "--eval-size", "32", "--threads", "1", "--device", "cpu"]
+SMALL_UNET = ["--batch-size", "4", "--num-images", "8", "--image-size", "16", "--eval-samples", "2", "--eval-steps",
+              "2", "--threads", "1", "--device", "cpu"]
+
+
+def _ctrl_c():
+    """a real Ctrl-C: SIGINT to this process, handled as the terminal's would be"""
+    signal.raise_signal(signal.SIGINT)
+    time.sleep(0.01)  # Python runs the handler at the next bytecode boundary
+
+
+def _last_line(err: str) -> str:
+    return [line for line in err.replace("\r", "\n").splitlines() if line.strip()][-1]
+
+
+def test_init_from_a_denoiser_checkpoint_is_refused_in_one_sentence(tmp_path, capsys):
+    code = main(["train", "vae", "--init", str(WEIGHTS_DIR / "denoiser.safetensors"),
+                 "--out", str(tmp_path / "x.safetensors")])
+    err = capsys.readouterr().err
+    assert code == 2 and "is a denoiser (UNet) checkpoint, not a VAE" in err and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_init_with_a_corrupted_tensor_names_the_file(tmp_path, capsys):
+    torch.manual_seed(0)
+    vae = VAE(TINY)
+    with torch.no_grad():
+        vae.encoder.conv_in.weight[0, 0, 0, 0] = float("nan")  # one flipped value, as a bad disk might leave
+    bad = save_checkpoint(tmp_path / "bad.safetensors", vae, {"config": asdict(TINY)})
+    code = main(["train", "vae", "--init", str(bad), "--steps", "2", *SMALL_VAE, "--out", str(tmp_path / "x.safetensors")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert f"{bad} holds NaN or infinite values in 1 tensors (e.g. encoder.conv_in.weight)" in err
+    assert "latent contains NaN" not in err and not (tmp_path / "x.safetensors").exists()
+
+
+def test_ctrl_c_in_train_vae_saves_both_files_marked_interrupted_and_exits_130(tmp_path, capsys, monkeypatch):
+    calls = 0
+    real_loss, real_fit_save, real_save, real_manifest = (vae_training.vae_loss, train.save_checkpoint,
+                                                          vae_training.save_checkpoint, vae_training.write_manifest)
+
+    def loss(*args, **kwargs):
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            _ctrl_c()  # the first Ctrl-C, during step 3
+        return real_loss(*args, **kwargs)
+
+    def impatient(real):  # a further Ctrl-C just as each file starts being written
+        def write(*args, **kwargs):
+            _ctrl_c()
+            return real(*args, **kwargs)
+        return write
+
+    monkeypatch.setattr(vae_training, "vae_loss", loss)
+    monkeypatch.setattr(train, "save_checkpoint", impatient(real_fit_save))
+    monkeypatch.setattr(vae_training, "save_checkpoint", impatient(real_save))
+    monkeypatch.setattr(vae_training, "write_manifest", impatient(real_manifest))
+    out = tmp_path / "v.safetensors"
+    code = main(["train", "vae", "--steps", "50", *SMALL_VAE, "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 130 and "Traceback" not in err and "nan" not in err
+    assert _last_line(err) == (f"latentlab train vae: interrupted after 2 of 50 steps; wrote {out} and "
+                               f"{out.with_suffix('.json')} (marked interrupted, not evaluated).")
+    manifest = json.loads(out.with_suffix(".json").read_text())
+    assert manifest["interrupted"] is True and manifest["steps_done"] == 2
+    assert "heldout_psnr" not in manifest["final"]  # not evaluated
+    vae = VAE(VAEConfig(**manifest["config"]))
+    assert load_checkpoint(out, vae)["step"] == "2"
+    assert manifest["config"]["scaling_factor"] != VAEConfig().scaling_factor  # measured all the same
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v.json", "v.safetensors"]  # no temp file left
+
+
+def test_ctrl_c_before_training_begins_writes_nothing_and_says_so(tmp_path, capsys, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(vae_training, "PhotoCrops", interrupted)
+    code = main(["train", "vae", "--steps", "5", *SMALL_VAE, "--out", str(tmp_path / "v.safetensors")])
+    err = capsys.readouterr().err
+    assert code == 130 and "Traceback" not in err
+    assert _last_line(err) == "latentlab train vae: interrupted before training began; nothing was written."
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr("importlib.import_module", interrupted)  # Ctrl-C while the command's modules load
+    assert main(["train", "vae"]) == 130 and capsys.readouterr().err == "latentlab train: interrupted.\n"
+
+
+def test_ctrl_c_in_train_unet_skips_the_judge(tmp_path, capsys, monkeypatch):
+    calls = 0
+    real_loss = denoiser_training.diffusion_loss
+
+    def loss(*args, **kwargs):
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            _ctrl_c()
+        return real_loss(*args, **kwargs)
+
+    def judge(*args, **kwargs):
+        raise AssertionError("an interrupted run must not be judged")
+
+    monkeypatch.setattr(denoiser_training, "diffusion_loss", loss)
+    monkeypatch.setattr(denoiser_job, "judge_denoiser", judge)
+    out = tmp_path / "d.safetensors"
+    code = main(["train", "unet", "--space", "pixel", "--steps", "40", *SMALL_UNET, "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 130 and "Traceback" not in err
+    assert _last_line(err) == (f"latentlab train unet: interrupted after 1 steps; wrote {out} and "
+                               f"{out.with_suffix('.json')} (marked interrupted, not judged).")
+    manifest = json.loads(out.with_suffix(".json").read_text())
+    assert manifest["interrupted"] is True and manifest["steps_done"] == 1 and manifest["quality"] == {}
+
+
+def test_ctrl_c_while_judging_keeps_the_checkpoint_and_marks_the_manifest(tmp_path, capsys, monkeypatch):
+    def judge(*args, **kwargs):
+        _ctrl_c()
+        raise AssertionError("Ctrl-C should have stopped the judge")
+
+    monkeypatch.setattr(denoiser_job, "judge_denoiser", judge)
+    out = tmp_path / "d.safetensors"
+    code = main(["train", "unet", "--space", "pixel", "--steps", "2", *SMALL_UNET, "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 130 and "interrupted after 2 steps" in _last_line(err)
+    manifest = json.loads(out.with_suffix(".json").read_text())
+    assert manifest["interrupted"] is True and manifest["steps_done"] == 2 and manifest["quality"] == {}
+
+
+def test_ctrl_c_while_adapting_the_vae_stops_before_the_denoiser(tmp_path, capsys, monkeypatch):
+    calls = 0
+    real_loss = denoiser_training.vae_loss
+
+    def loss(*args, **kwargs):
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            _ctrl_c()
+        return real_loss(*args, **kwargs)
+
+    monkeypatch.setattr(denoiser_training, "vae_loss", loss)
+    out = tmp_path / "d.safetensors"
+    code = main(["train", "unet", "--finetune-vae", "5", "--steps", "2", *SMALL_UNET, "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 130 and "while adapting the VAE" in _last_line(err)
+    manifest = json.loads((tmp_path / "d_vae.json").read_text())
+    assert manifest["interrupted"] is True and manifest["steps_done"] == 1 and "heldout_shapes" not in manifest
+    assert not out.exists()  # the denoiser was never started
+
+
+def test_two_real_ctrl_c_to_the_command_leave_a_whole_checkpoint_and_manifest(tmp_path):
+    out = tmp_path / "v.safetensors"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "latentlab", "train", "vae", "--steps", "100000", "--checkpoint-every", "1",
+         "--eval-every", "100000", *SMALL_VAE, "--out", str(out)],
+        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not out.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)  # the first checkpoint marks the loop under way
+        assert out.exists(), "training did not start"
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.05)
+        process.send_signal(signal.SIGINT)  # impatient: a second Ctrl-C while the first one's files are written
+        _, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 130 and "Traceback" not in err
+    assert "interrupted after" in _last_line(err) and "marked interrupted" in _last_line(err)
+    manifest = json.loads(out.with_suffix(".json").read_text())
+    assert manifest["interrupted"] is True and manifest["steps_done"] >= 1
+    vae = VAE(VAEConfig(**manifest["config"]))
+    assert load_checkpoint(out, vae)["step"] == str(manifest["steps_done"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v.json", "v.safetensors"]
+
+
+@pytest.mark.parametrize("job", ["vae", "unet"])
+def test_the_manifest_records_the_whole_settings_and_the_commit(job, tmp_path, capsys):
+    from latentlab import recipes
+    from latentlab.train_cli import SETTINGS
+
+    out = tmp_path / "m.safetensors"
+    extra = SMALL_VAE if job == "vae" else [*SMALL_UNET, "--space", "pixel"]
+    assert main(["train", job, "--steps", "1", *extra, "--out", str(out)]) == 0
+    manifest = json.loads(out.with_suffix(".json").read_text())
+    settings = recipes.from_command(SETTINGS[job], manifest["command"])
+    assert manifest["training"] == json.loads(json.dumps(asdict(settings)))  # the command and the record agree
+    assert manifest["git_commit"] == recipes.git_commit() != ""
+    assert "recipe" not in manifest  # made by hand, not by a recipe
+
+
+@pytest.mark.parametrize(
+    "args,words",
+    [
+        (["vae", "--norm-num-groups", "7"], "norm_num_groups=7 does not divide block_out_channels entry 16"),
+        (["unet", "--norm-num-groups", "7"], "not divisible by norm_num_groups=7"),
+        (["unet", "--vae", str(WEIGHTS_DIR / "denoiser.safetensors")], "is not a VAE checkpoint"),
+        (["unet", "--vae", "nonesuch"], "no shipped model named 'nonesuch'"),
+    ],
+)
+def test_a_model_that_cannot_be_built_is_refused_before_anything_runs(args, words, tmp_path, capsys):
+    assert main(["train", *args, "--out", str(tmp_path / "x.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert words in err and err.count("\n") == 1 and list(tmp_path.iterdir()) == []
