@@ -112,8 +112,8 @@ def reconstruct_file(image: str | Path, out: str | Path | None = None, max_side:
                          f"e.g. {MAX_SIDE}.")
     out = Path(out) if out is not None else image.with_name(f"{image.stem}_recon.png")
     latent_path = out.with_name(f"{out.stem}_latent.png")
+    width, height = image_size(image)  # the header only: nothing decoded yet; InputError if missing or unreadable
     check_destinations([out, latent_path], inputs=[image], overwrite=overwrite, suffixes=image_suffixes())
-    width, height = image_size(image)  # the header only: nothing decoded yet
     dev = pick_device(device)
     vae = load_course_vae(dev)
     shrunk = fit_within(width, height, max_side)

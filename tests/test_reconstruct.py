@@ -373,3 +373,8 @@ def test_a_failure_on_the_second_file_leaves_nothing_and_names_that_file(tmp_pat
     err = capsys.readouterr().err.strip()
     assert f"cannot write {tmp_path / 'photo_recon_latent.png'} (No space left on device)" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.png"]  # no first file, no partial files
+
+
+def test_a_missing_image_is_named_before_its_missing_folder(tmp_path, capsys):
+    assert main(["reconstruct", str(tmp_path / "no" / "photo.png")]) == 2
+    assert f"no image file at {tmp_path / 'no' / 'photo.png'}" in capsys.readouterr().err
