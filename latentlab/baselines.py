@@ -58,6 +58,9 @@ class PatchPCA:
     """PCA on non-overlapping patches: keep n_components numbers per patch_size x patch_size patch."""
 
     def __init__(self, patch_size: int = 8, n_components: int = 4):
+        if patch_size < 1 or n_components < 1:
+            raise InputError(f"patch_size={patch_size} and n_components={n_components} must both be at least 1, "
+                             "e.g. 8 and 4.")
         if n_components > 3 * patch_size**2:
             raise InputError(f"n_components={n_components} is more than the {3 * patch_size**2} values in a patch.")
         self.patch_size = patch_size  # 8: one code vector per 8x8 patch, like the VAE's factor

@@ -9,12 +9,14 @@ import functools
 import math
 from pathlib import Path
 
+import matplotlib.cbook
 import numpy as np
+import skimage.data
 import torch
 from torch.utils.data import Dataset
 
 from latentlab.errors import InputError
-from latentlab.images import center_crop, resize, to_tensor
+from latentlab.images import center_crop, load_image, resize, to_numpy, to_tensor
 
 # every file ships inside an installed package (no download): scikit-image's sample data, and matplotlib's
 # portrait of Grace Hopper (a U.S. Navy photograph, public domain), which adds skin tones and saturated colour
@@ -37,23 +39,26 @@ PHOTOS = TRAIN_PHOTOS + HELDOUT_PHOTOS + CHECK_PHOTOS
 
 @functools.cache
 def _photo_array(name: str) -> np.ndarray:
-    import skimage.data
-
     if name not in PHOTOS:
         raise InputError(f"unknown photo {name!r}; choose one of {', '.join(PHOTOS)}.")
     if name.startswith("motorcycle_"):
         left, right, _ = skimage.data.stereo_motorcycle()
         return left if name.endswith("left") else right
     if name == "grace_hopper":
-        import matplotlib.cbook
-        import matplotlib.pyplot as plt
-
-        return plt.imread(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+        return to_numpy(load_image(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)))[0]
     return getattr(skimage.data, name)()
+
+
+def _check_count(value, what: str, example: int, least: int = 1) -> None:
+    """InputError unless value is a whole number of at least `least`"""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+        raise InputError(f"{what} must be a whole number of at least {least}, not {value!r}; e.g. {example}.")
 
 
 def load_photo(name: str, size: int | None = None) -> torch.Tensor:
     """a bundled photo -> (1, 3, H, W) in [-1, 1]; with `size`, shorter side resized and center-cropped square"""
+    if size is not None:
+        _check_count(size, "size (pixels)", 256)
     x = to_tensor(_photo_array(name))
     if size is not None:
         x = center_crop(resize(x, size), size)
@@ -62,6 +67,7 @@ def load_photo(name: str, size: int | None = None) -> torch.Tensor:
 
 def heldout_images(size: int = 256) -> torch.Tensor:
     """the held-out photos, each resized and center-cropped to size x size -> (N, 3, size, size)"""
+    _check_count(size, "size (pixels)", 256)
     return torch.cat([load_photo(name, size) for name in HELDOUT_PHOTOS])
 
 
@@ -80,8 +86,13 @@ class PhotoCrops(Dataset):
     ):
         if split not in ("train", "heldout"):
             raise InputError(f"split must be 'train' or 'heldout', not {split!r}.")
-        if size < 8 or size % 8:
+        if not isinstance(size, (int, np.integer)) or size < 8 or size % 8:
             raise InputError(f"crop size {size} must be a positive multiple of 8 (the VAE's factor), e.g. 64.")
+        if not (isinstance(scale, (tuple, list)) and len(scale) == 2 and 0 < scale[0] <= scale[1] <= 1):
+            raise InputError(f"scale={scale!r} must be a pair (low, high) with 0 < low <= high <= 1: the crop side as "
+                             "a fraction of the photo's shorter side, e.g. (0.25, 1.0).")
+        _check_count(length, "length (crops per epoch)", 10_000)
+        _check_count(max_side, "max_side (pixels)", 512, least=size)
         self.size, self.length, self.seed, self.scale, self.flip = size, length, seed, scale, flip
         self.names = TRAIN_PHOTOS if split == "train" else HELDOUT_PHOTOS
         self.photos = []
@@ -154,14 +165,19 @@ def make_shape(index: int, size: int = 32, seed: int = 0) -> tuple[torch.Tensor,
     return img * 2 - 1, kind
 
 
+def _check_size_of_shapes(size) -> None:
+    if not isinstance(size, (int, np.integer)) or size < 16:
+        raise InputError(f"shape images need at least 16 pixels a side to be recognisable, not {size!r}; e.g. 32.")
+
+
 class Shapes(Dataset):
     """generated coloured shapes (circle, square, triangle, cross) on plain backgrounds, with class labels"""
 
     CLASSES = SHAPE_CLASSES
 
     def __init__(self, size: int = 32, length: int = 10_000, seed: int = 0):
-        if size < 16:
-            raise InputError(f"shape images need at least 16 pixels a side to be recognisable, not {size}.")
+        _check_size_of_shapes(size)
+        _check_count(length, "length (images per epoch)", 10_000)
         self.size, self.length, self.seed = size, length, seed
 
     def __len__(self) -> int:
@@ -173,13 +189,22 @@ class Shapes(Dataset):
 
 def shapes_batch(n: int, size: int = 32, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """n generated shapes -> images (n, 3, size, size) in [-1, 1] and labels (n,)"""
+    _check_count(n, "n (images)", 64)
+    _check_size_of_shapes(size)
     items = [make_shape(i, size, seed) for i in range(n)]
     return torch.stack([x for x, _ in items]), torch.tensor([y for _, y in items])
 
 
 def batches(dataset: Dataset, batch_size: int, seed: int = 0):
     """endless shuffled batches of a dataset's images (labels dropped), deterministic with the seed"""
-    g = torch.Generator().manual_seed(seed)
+    _check_count(batch_size, "batch_size", 16)
+    if batch_size > len(dataset):  # every epoch would end before one full batch: no batch, ever
+        raise InputError(f"batch_size {batch_size} is larger than the dataset's {len(dataset)} items; use a smaller "
+                         "batch or a longer dataset (e.g. its length=...).")
+    return _endless_batches(dataset, batch_size, torch.Generator().manual_seed(seed))
+
+
+def _endless_batches(dataset: Dataset, batch_size: int, g: torch.Generator):
     while True:
         for idx in torch.randperm(len(dataset), generator=g).split(batch_size):
             if len(idx) < batch_size:

@@ -35,6 +35,22 @@ class VAEConfig:
 
     def __post_init__(self):
         self.block_out_channels = tuple(self.block_out_channels)
+        for name in ("in_channels", "out_channels", "layers_per_block", "latent_channels", "norm_num_groups"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InputError(f"{name} must be a whole number of at least 1, not {value!r}; e.g. "
+                                 f"{getattr(VAEConfig, name)}.")
+        if not self.block_out_channels or not all(isinstance(c, int) and c >= 1 for c in self.block_out_channels):
+            raise InputError(f"block_out_channels={self.block_out_channels!r} must list one positive width per "
+                             "resolution, e.g. (16, 16, 32, 64) (factor 8).")
+        for channels in self.block_out_channels:
+            if channels % self.norm_num_groups:
+                raise InputError(
+                    f"norm_num_groups={self.norm_num_groups} does not divide block_out_channels entry {channels}; "
+                    "pick a group count that divides every entry."
+                )
+        if not (isinstance(self.scaling_factor, (int, float)) and 0 < self.scaling_factor < float("inf")):
+            raise InputError(f"scaling_factor must be a positive number, not {self.scaling_factor!r}; e.g. 0.18215.")
 
     @property
     def factor(self) -> int:
@@ -207,13 +223,7 @@ class VAE(nn.Module):
 
     def __init__(self, config: VAEConfig | None = None):
         super().__init__()
-        self.config = config = config or VAEConfig()
-        for channels in config.block_out_channels:
-            if channels % config.norm_num_groups:
-                raise InputError(
-                    f"norm_num_groups={config.norm_num_groups} does not divide block_out_channels entry {channels}; "
-                    "pick a group count that divides every entry."
-                )
+        self.config = config = config or VAEConfig()  # checked when it was made (VAEConfig.__post_init__)
         self.encoder = Encoder(config)
         self.decoder = Decoder(config)
         lc = config.latent_channels

@@ -86,3 +86,9 @@ def test_patch_pca_errors_are_one_sentence():
         pca.fit(torch.zeros(1, 3, 20, 16))
     with pytest.raises(InputError):
         PatchPCA(patch_size=2, n_components=13)
+
+
+def test_patch_pca_with_nothing_to_keep_gets_one_sentence():
+    for kwargs in ({"patch_size": 0}, {"n_components": 0}):
+        with pytest.raises(InputError, match="must both be at least 1"):
+            PatchPCA(**kwargs)

@@ -65,3 +65,39 @@ def test_cifar_offline_says_so_in_one_sentence():
     with pytest.raises(InputError) as err:
         data.cifar10(root="/nonexistent-latentlab-cache")
     assert "offline" in str(err.value) or "torchvision" in str(err.value)
+
+
+def test_batches_larger_than_the_dataset_are_refused_at_once_instead_of_hanging():
+    with pytest.raises(InputError, match="batch_size 16 is larger than the dataset's 8 items"):
+        data.batches(data.PhotoCrops(size=32, length=8), 16)  # once looped forever, yielding nothing
+    with pytest.raises(InputError, match="batch_size must be a whole number of at least 1"):
+        data.batches(data.Shapes(size=16, length=8), 0)
+    assert next(data.batches(data.Shapes(size=16, length=8), 8)).shape == (8, 3, 16, 16)  # exactly the dataset
+
+
+@pytest.mark.parametrize(
+    "call, words",
+    [
+        (lambda: data.load_photo("coffee", 0), "size (pixels) must be a whole number of at least 1, not 0"),
+        (lambda: data.heldout_images(0), "size (pixels) must be a whole number of at least 1, not 0"),
+        (lambda: data.shapes_batch(0), "n (images) must be a whole number of at least 1, not 0"),
+        (lambda: data.shapes_batch(4, size=8), "at least 16 pixels"),
+        (lambda: data.PhotoCrops(size=32, scale=(2, 3)), "0 < low <= high <= 1"),
+        (lambda: data.PhotoCrops(size=32, scale=(0.5, 0.2)), "0 < low <= high <= 1"),
+        (lambda: data.PhotoCrops(size=32, length=0), "length (crops per epoch)"),
+        (lambda: data.Shapes(length=-1), "length (images per epoch)"),
+    ],
+)
+def test_api_misuse_gets_one_sentence(call, words):
+    with pytest.raises(InputError) as err:
+        call()
+    message = str(err.value)
+    assert words in message and "\n" not in message and message.endswith(".")
+
+
+def test_grace_hopper_goes_through_the_one_loader_and_is_unchanged():
+    import matplotlib.cbook
+    import matplotlib.pyplot as plt
+
+    expected = plt.imread(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+    assert (data._photo_array("grace_hopper") == expected).all()  # the same pixels the shipped VAE trained on

@@ -170,3 +170,21 @@ def test_bad_latents_raise_one_clear_sentence(bad, words):
 def test_groups_must_divide_channels():
     with pytest.raises(InputError, match="norm_num_groups=8 does not divide"):
         VAE(VAEConfig(block_out_channels=(12, 16), norm_num_groups=8))
+
+
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        ({"block_out_channels": ()}, "one positive width per resolution"),
+        ({"block_out_channels": (16, 0)}, "one positive width per resolution"),
+        ({"norm_num_groups": 0}, "norm_num_groups must be a whole number of at least 1, not 0"),
+        ({"latent_channels": 0}, "latent_channels must be"),
+        ({"layers_per_block": -1}, "layers_per_block must be"),
+        ({"scaling_factor": 0.0}, "scaling_factor must be a positive number"),
+    ],
+)
+def test_bad_configs_get_one_sentence_when_made(kwargs, words):
+    with pytest.raises(InputError) as info:
+        VAE(VAEConfig(**kwargs))  # once an IndexError / ZeroDivisionError from inside the model
+    message = str(info.value)
+    assert words in message and "\n" not in message and message.endswith(".")
