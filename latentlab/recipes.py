@@ -15,7 +15,7 @@ import math
 import re
 import shlex
 import subprocess
-import sys
+import tomllib
 import types
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
@@ -23,11 +23,6 @@ from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from latentlab.errors import InputError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # Python 3.10: the same parser, from PyPI
-    import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository, when latentlab runs from a checkout
 

@@ -13,9 +13,8 @@ installs the package it was written with, not whatever the default branch holds 
 import argparse
 import json
 import sys
-from pathlib import Path
-
 import tomllib
+from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
