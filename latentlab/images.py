@@ -3,6 +3,7 @@
 The range [-1, 1] is Stable Diffusion's convention (its VAE expects `2 * x - 1` of a [0, 1] image).
 Conversions that change content are documented here: grayscale is repeated to 3 channels and RGBA is
 composited on white. Anything else that does not look like an image gets an InputError that says why.
+Lesson 01 introduces it; lessons 02-05, 08 and 09 measure with its PSNR.
 """
 
 import math
