@@ -3,7 +3,7 @@
 Both are deterministic with a seed and need no network. The photographs are split by whole photo, so a
 held-out image is never seen in training. Online sets (CIFAR-10) are offered behind an explicit call and
 say in one sentence when they cannot be had. Lessons 01-05 and 09 load the photos, lessons 02-03 train on
-their crops, lesson 08 on the shapes. scikit-image, matplotlib and the optional torchvision are imported inside
+their crops, lesson 08 on the shapes. `skimage`, `matplotlib` and the optional `torchvision` are imported inside
 the functions that read them: they take seconds to import (torchvision may be missing), and the shapes need none.
 """
 
