@@ -127,7 +127,8 @@ def test_each_test_file_is_named_for_the_module_it_tests(path):
 
 
 def test_nothing_points_outside_the_repository():
-    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    listing = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True)
+    tracked = listing.stdout.split() if listing.returncode == 0 else []
     if not tracked:
         pytest.skip("not a git checkout: no list of tracked files")
     outside = re.compile(r"\.\./shared|shared/STYLE|shared/COURSE|COURSE\.md|STYLE\.md")
