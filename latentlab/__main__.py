@@ -1,4 +1,4 @@
-"""`python -m latentlab` is the `latentlab` command."""
+"""`python -m latentlab` is the `latentlab` command (lessons 02, 07 and 08 name its commands)."""
 
 import sys
 

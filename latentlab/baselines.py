@@ -5,7 +5,8 @@ A VAE with downsampling factor 8 and 4 latent channels keeps 4 * (H/8) * (W/8) v
 - bicubic: shrink the image by the side scale 1/sqrt(48) (so 3 * h * w ~ 4 * H/8 * W/8), then enlarge;
 - patch PCA: cut the image into 8x8 patches (192 values each) and keep the top 4 principal
   components of each patch (Pearson 1901; the linear autoencoder an autoencoder must beat).
-Images are (B, 3, H, W) in [-1, 1].
+Images are (B, 3, H, W) in [-1, 1]. Lesson 02 sets the autoencoder against both (its exercise works out the
+bicubic size); tools/eval_vae.py scores the shipped VAE against them.
 """
 
 from __future__ import annotations

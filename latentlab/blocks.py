@@ -3,7 +3,8 @@
 The layers of Stable Diffusion's autoencoder and UNet (Rombach et al. 2022,
 https://arxiv.org/abs/2112.10752, after Ho et al. 2020's DDPM UNet), written small and named
 like diffusers (`ResnetBlock2D`, `Downsample2D`, `Upsample2D`, `Attention`, `UNetMidBlock2D`),
-so that a state dict made here loads into the diffusers twin key for key.
+so that a state dict made here loads into the diffusers twin key for key. Lesson 02 assembles an autoencoder
+from them; lesson 06 builds the UNet from the same blocks.
 """
 
 from __future__ import annotations

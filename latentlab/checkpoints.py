@@ -1,6 +1,6 @@
 """The course's own weights: safetensors checkpoints (written atomically), manifests, and the shipped-model loaders.
 
-Lessons 02-04 load the course VAE, lesson 08 the denoisers and the VAE they were trained on; `latentlab train`
+Lessons 02-05 and 09 load the course VAE, lesson 08 the denoisers and the VAE they were trained on; `latentlab train`
 writes its checkpoints and manifests through this module, and `latentlab doctor` verifies the shipped files.
 
 Each shipped model is `weights/<name>.safetensors` (safetensors only, never pickle) beside `weights/<name>.json`,

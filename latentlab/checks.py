@@ -14,6 +14,8 @@ Every exercise gets the same checks, in this order; the message names the first 
 5. gradients reach the inputs training needs (no .detach(), .item(), numpy round trip or torch.no_grad()).
 A wrong value is first compared with the typical mistakes; otherwise the hint grows more specific each
 time the learner tries again, in words and math, never as the solution's code.
+
+Longer than most modules (~340 lines) because the five checks and the hints are one procedure, read in order.
 """
 
 from __future__ import annotations

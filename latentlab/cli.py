@@ -1,7 +1,8 @@
 """The `latentlab` command line: `latentlab doctor | bench | reconstruct | train`.
 
 Each command lives in its own module with `add_arguments(parser)` and `run(args) -> int`; it is imported
-only when used, so `latentlab doctor` starts quickly.
+only when used, so `latentlab doctor` starts quickly. The lessons name the commands: lesson 02 the `train vae` runs
+that made the shipped VAE, lesson 07 `bench`, lesson 08 `train unet`.
 """
 
 import argparse

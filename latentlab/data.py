@@ -2,7 +2,9 @@
 
 Both are deterministic with a seed and need no network. The photographs are split by whole photo, so a
 held-out image is never seen in training. Online sets (CIFAR-10) are offered behind an explicit call and
-say in one sentence when they cannot be had.
+say in one sentence when they cannot be had. Lessons 01-05 and 09 load the photos, lessons 02-03 train on
+their crops, lesson 08 on the shapes. `skimage`, `matplotlib` and the optional `torchvision` are imported inside
+the functions that read them: they take seconds to import (torchvision may be missing), and the shapes need none.
 """
 
 import functools

@@ -5,7 +5,8 @@ the forward process q(x_t | x_0) in closed form (eq. 4), the posterior q(x_{t-1}
 from predicted noise (eq. 15) and the simple noise-prediction loss (eq. 14, Algorithm 1); DDIM's deterministic
 step (Song et al. 2021, https://arxiv.org/abs/2010.02502, eq. 12); the cosine schedule of Nichol & Dhariwal
 2021 (https://arxiv.org/abs/2102.09672, eq. 17). `sample` runs the DDPM loop itself or any diffusers
-scheduler (DDPMScheduler, DDIMScheduler) with the same model.
+scheduler (DDPMScheduler, DDIMScheduler) with the same model. Just over 300 lines: schedules, forward process,
+reverse step and loops, in the order the papers give them.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 import torch
+from tqdm.auto import tqdm
 
 from latentlab.errors import InputError
 
@@ -284,8 +286,6 @@ def sample(
         steps = scheduler.timesteps.tolist()
         x = x * scheduler.init_noise_sigma
     if progress:
-        from tqdm.auto import tqdm
-
         steps = tqdm(steps, desc="sampling", leave=False)
 
     for t in steps:

@@ -1,4 +1,7 @@
-"""The one exception latentlab raises for bad input: a sentence that says what is wrong and what to do."""
+"""The one exception latentlab raises for bad input: a sentence that says what is wrong and what to do.
+
+Every lesson meets it (lessons 05, 06 and 09 show one on purpose); the command line prints it as one line, exit 2.
+"""
 
 
 class InputError(ValueError):

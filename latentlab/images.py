@@ -6,6 +6,8 @@ channels, RGBA is composited on white, 16-bit images are scaled by 65535 and flo
 `load_image` is the one way files are opened: it applies the EXIF orientation (a phone photo comes out as it is
 displayed), checks the size against free memory before decoding, and decodes a large file already reduced when
 it will be shrunk anyway. Anything that does not look like an image gets an InputError that says why.
+Lesson 01 introduces it; lessons 02-05, 08 and 09 measure with its PSNR. Longer than 300 lines because opening
+files safely (orientation, bit depth, size before decoding) belongs with the conversions it feeds.
 """
 
 import math

@@ -1,6 +1,7 @@
 """Quick mode: one switch (env LATENTLAB_QUICK=1) that shrinks steps and sizes so the whole course runs in CI.
 
 Quick mode never skips a cell: a lesson asks `by_mode(full=2000, quick=20)` and gets the smaller number.
+Every lesson imports it and prints which mode it runs in.
 """
 
 import os

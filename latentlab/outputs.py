@@ -1,6 +1,6 @@
 """Output files written safely: every destination checked before any work, every file written whole or not at all.
 
-Used by `latentlab reconstruct` (and any command that writes files). A missing folder, an output that would
+Used by `latentlab reconstruct` (lessons 02-04's VAE on your own photo) and any command that writes files. A missing folder, an output that would
 overwrite an input, or an existing file (unless the command was told `--overwrite`) is found before the compute
 and said in one sentence. Each file is first written to a hidden neighbour and moved into place with os.replace
 only when all of them were written, so a failure on the second file leaves no first file behind.

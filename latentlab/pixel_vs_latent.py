@@ -132,7 +132,7 @@ class Comparison:
         return _ratio(self.pixel.loop_ms, self.latent_pipeline_ms)
 
     def as_dict(self) -> dict:
-        """every number, as `latentlab bench --json` prints it: the contract keys of COURSE.md first"""
+        """every number, as `latentlab bench --json` prints it: the keys the README promises first"""
         low, high = self.speedup_range
         return {
             "device": self.device, "resolution": self.resolution, "factor": self.factor,

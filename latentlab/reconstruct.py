@@ -6,6 +6,7 @@ decoded when its longer side is over --max-side, repeated to RGB when grayscale,
 transparent, and center-cropped to a multiple of 8 (the VAE's factor); the command says when it changed the size.
 Before any work it checks every output path and estimates the memory and time the VAE will need, refusing in one
 sentence what would not fit. Sizes are width x height, as image viewers show them.
+It is lessons 02-04's course VAE on the learner's own photo.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ so there is one set of defaults, each flag range-checked). `train recipe FILE...
 (recipes/*.toml: the exact settings of every shipped model); `make weights` runs them all, in order. Each run
 writes its checkpoint (safetensors, whole or not at all) and a JSON manifest beside it: the command, the settings,
 the recipe and git commit, wall time and the model's own checks. Ctrl-C saves both, marked interrupted (exit 130).
+Lesson 02 prints the `train vae` runs behind the course VAE, lesson 08 the `train unet` run behind its denoiser.
 """
 
 from __future__ import annotations

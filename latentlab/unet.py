@@ -4,7 +4,8 @@ The architecture of DDPM (Ho et al. 2020, https://arxiv.org/abs/2006.11239, Sec.
 a sinusoidal timestep embedding (Vaswani et al. 2017, Sec. 3.5) fed through an MLP into every
 ResBlock, self-attention at the low resolutions, and down / up stages joined by skip connections
 (Ronneberger et al. 2015). Module and parameter names follow diffusers, so a state dict made here
-loads into `diffusers.UNet2DModel` with the same config, and back, key for key.
+loads into `diffusers.UNet2DModel` with the same config, and back, key for key. Lesson 06 builds it; lesson 07
+times it in both spaces, lesson 08 trains it.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ Kingma & Welling 2014 (https://arxiv.org/abs/1312.6114), as used by Stable Diffu
 2022, https://arxiv.org/abs/2112.10752): the encoder predicts a diagonal Gaussian over the latent, the
 decoder maps a latent back to pixels, and training adds a small KL term that keeps the latent regular.
 The layout and every parameter name follow `diffusers.AutoencoderKL`, so state dicts load both ways.
+Lesson 03 builds it from lesson 02's autoencoder; lessons 02-05, 08 and 09 use the trained one, lesson 07 times its
+decoder.
 """
 
 from __future__ import annotations
@@ -282,6 +284,7 @@ class VAE(nn.Module):
 
     def to_diffusers(self):
         """A diffusers.AutoencoderKL with this model's config and weights (needs diffusers)."""
+        # imported here, not at the top: diffusers takes seconds to import and only this comparison needs it
         from diffusers import AutoencoderKL
 
         model = AutoencoderKL(**self.to_diffusers_config())

@@ -5,6 +5,7 @@ builder that wires sliders to it and returns the widget. The decoded picture is 
 holding PNG bytes. Interpolation: lerp, and slerp (Shoemake 1985; White 2016, "Sampling Generative
 Networks", https://arxiv.org/abs/1609.04468), which keeps the norm that Gaussian latents live at.
 Lesson 04 (channel sliders, interpolation), lesson 05 (the noise slider) and lesson 09 (SD's latents).
+A little over 300 lines: three apps, each a render function and its sliders, read side by side.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """latentlab.bench: timing, FLOPs and memory on the meta device, and the memory that is really free.
 
-No timing assertions: timed tests flake on a shared machine.
+No speed assertions: timed tests flake on a shared machine (a sleep sets the one lower bound checked).
 """
+
+import time
 
 import pytest
 import torch
@@ -67,3 +69,22 @@ def test_time_fn_keeps_every_run():
                                           (2.5e12, "2.5 TB")])
 def test_format_bytes(nbytes, text):
     assert bench.format_bytes(nbytes) == text
+
+
+def test_time_fn_reports_median_spread_and_memory():
+    calls = []
+    t = bench.time_fn(lambda: calls.append(time.sleep(0.01)), warmup=2, repeats=5, device="cpu")
+    assert len(calls) == 7  # warm-up calls are made but not timed
+    assert t.repeats == 5 and t.min_ms <= t.median_ms <= t.max_ms
+    assert t.median_ms >= 9.5  # it really timed the sleep
+    assert t.iqr_ms >= 0 and t.peak_bytes > 10 * 2**20 and t.device.startswith("cpu")
+    assert "median" in str(t)
+
+
+def test_conv_flops_ratio_of_a_conv_stack_follows_pixels():
+    net3, net4 = bench.conv_stack(3, 8, 3), bench.conv_stack(4, 8, 3)
+    f_pix = bench.conv_flops(net3, torch.zeros(1, 3, 64, 64))
+    f_lat = bench.conv_flops(net4, torch.zeros(1, 4, 8, 8))
+    # same inner width: the ratio is 64 positions x (3 vs 4 channels in the first and last layer)
+    expected = (64 * 64 * 9 * 2 * (3 * 8 + 8 * 8 + 8 * 3)) / (8 * 8 * 9 * 2 * (4 * 8 + 8 * 8 + 8 * 4))
+    assert f_pix / f_lat == pytest.approx(expected, rel=1e-6)

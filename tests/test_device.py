@@ -92,3 +92,28 @@ def test_set_threads_without_argument_follows_the_policy(machine):
 
 def test_the_real_machine_gives_a_sane_count():
     assert 1 <= device.default_threads() <= device.usable_cores() <= (device.os.cpu_count() or 1)
+
+
+def test_pick_device_and_overrides(monkeypatch):
+    assert device.pick_device("cpu") == torch.device("cpu")
+    monkeypatch.setenv("LATENTLAB_DEVICE", "cpu")
+    assert device.pick_device() == torch.device("cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="no CUDA GPU"):
+            device.pick_device("cuda")
+    with pytest.raises(InputError, match="unknown device"):
+        device.pick_device("tpu-please")
+
+
+def test_seed_everything_repeats():
+    a = torch.randn(4, generator=device.seed_everything(3))
+    b = torch.randn(4, generator=device.seed_everything(3))
+    assert torch.equal(a, b)
+
+
+def test_set_threads():
+    before = torch.get_num_threads()
+    try:
+        assert device.set_threads(1) == 1
+    finally:
+        torch.set_num_threads(before)

@@ -4,9 +4,9 @@ pyproject.toml agree, torch is never pinned there, and the venv running these te
 import importlib.metadata
 import re
 import sys
+import tomllib
 from pathlib import Path
 
-import tomllib
 from packaging.markers import Marker
 from packaging.requirements import Requirement
 

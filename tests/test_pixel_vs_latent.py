@@ -194,7 +194,7 @@ def test_cli_json_has_the_contract_keys():
     out = _cli("--resolution", "64", "--factor", "8", "--steps", "1", "--device", "cpu", "--threads", "1", "--json")
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)  # one JSON object, nothing else on stdout
-    assert set(list(result)[:7]) == CONTRACT_KEYS  # the contract keys of COURSE.md come first
+    assert set(list(result)[:7]) == CONTRACT_KEYS  # the keys the README promises come first
     assert result["device"] == "cpu (1 threads)" and result["resolution"] == 64 and result["factor"] == 8
     assert result["latent"]["shape"] == [1, 4, 8, 8] and result["pixel"]["shape"] == [1, 3, 64, 64]
     assert result["pixel_ms_per_step"] == result["pixel"]["ms_per_step"]

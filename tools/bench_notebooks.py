@@ -143,7 +143,7 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON list instead of a table")
     args = parser.parse_args()
     paths = args.notebooks or sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-    mode, started = set_mode(args.full), datetime.datetime.now(datetime.timezone.utc)
+    mode, started = set_mode(args.full), datetime.datetime.now(datetime.UTC)
     if not args.json:
         print(f"{len(paths)} notebooks in {mode} mode; offline: {offline()}", flush=True)
     rows = []

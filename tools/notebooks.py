@@ -2,6 +2,7 @@
 
     python tools/notebooks.py           rewrite notebooks/*.ipynb in place
     python tools/notebooks.py --check   exit 1 (naming the notebooks) if any file would change
+                                        (for notebooks/ itself, also the lesson tables: tools/course_map.py)
     ... --dir DIR                       the same for another folder of lessons (e.g. a copy)
 
 The repository address and the version are read from pyproject.toml ([project.urls] Repository, [project]
@@ -13,9 +14,10 @@ installs the package it was written with, not whatever the default branch holds 
 import argparse
 import json
 import sys
+import tomllib
 from pathlib import Path
 
-import tomllib
+import course_map  # tools/course_map.py, beside this file: the lesson tables in README.md and docs/architecture.md
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -144,15 +146,17 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     wanted = rebuild(paths)
     stale = [p for p, text in wanted.items() if p.read_text() != text]
+    # the repository's own lessons also keep the README's and the architecture page's lesson tables current
+    tables = course_map.main(["--check"] if args.check else []) if args.dir.resolve() == NOTEBOOKS else 0
     if args.check:
         for p in stale:
             print(f"{_shown(p)} is not clean (outputs, widget state, badges, install cell or navigation): "
                   "run `python tools/notebooks.py`.", file=sys.stderr)
-        return 1 if stale else 0
+        return 1 if stale or tables else 0
     for p in stale:
         p.write_text(wanted[p])
         print(f"cleaned {_shown(p)}")
-    return 0
+    return tables
 
 
 if __name__ == "__main__":
