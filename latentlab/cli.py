@@ -15,6 +15,7 @@ COMMANDS = {
     "bench": "latentlab.compare",
     "reconstruct": "latentlab.reconstruct",
     "train": "latentlab.train_cli",
+    "eval": "latentlab.evaluate",
 }
 
 
