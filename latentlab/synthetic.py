@@ -6,7 +6,9 @@ to r^-3 the picture looks alike at every scale, as photographs do, and edges, co
 free. Baradad et al. 2021 (https://arxiv.org/abs/2106.05963) pre-trained vision models on such images
 without a single photograph. Here each picture gets a colour drawn uniformly from the RGB cube, its leaves
 colours scattered around it (so one picture holds related colours, as a photo does, and the set covers the
-cube), each leaf a texture (flat, a smooth gradient, stripes or noise), and the picture a slight blur. Images are
+cube), each leaf a texture (flat, a smooth gradient, stripes or noise), and the picture a slight blur. The default
+sizes and blur make them about as hard to compress as the training crops (bicubic at 48x fewer values: MSE 0.043
+against 0.031 on photo crops; smaller leaves and no blur gave 0.084), so they teach colour, not only edges. Images are
 (3, size, size) in [-1, 1], the same for the same (seed, index) on every machine.
 """
 
@@ -32,14 +34,14 @@ class DeadLeavesConfig:
     """how leaves are drawn; sizes are fractions of the image side, so a picture looks alike at any resolution"""
 
     leaves: int = 300  # shapes dropped per image; later ones cover earlier ones
-    min_radius: float = 0.04  # smallest leaf radius (2.5 pixels at 64x64); 300 leaves cover a picture ~4 times
+    min_radius: float = 0.06  # smallest leaf radius (4 pixels at 64x64); 300 leaves cover a picture ~10 times
     max_radius: float = 0.5  # largest leaf radius
     alpha: float = 3.0  # radius density ~ r^-alpha; 3 is scale-invariant (Lee, Mumford & Huang 2001)
     kind_weights: tuple[float, float, float] = (0.5, 0.3, 0.2)  # ellipse, rectangle, diamond
     texture_weights: tuple[float, float, float, float] = (0.35, 0.3, 0.15, 0.2)  # flat, gradient, stripes, noise
     spread: tuple[float, float] = (0.15, 0.6)  # leaf colours ~ N(the picture's colour, spread^2), spread uniform here
     min_aspect: float = 0.3  # a leaf's short axis over its long axis, log-uniform in [min_aspect, 1]
-    blur: tuple[float, float] = (0.0, 1.0)  # Gaussian blur sigma in pixels, uniform in this range per image
+    blur: tuple[float, float] = (0.5, 1.5)  # Gaussian blur sigma in pixels, uniform in this range per image
     grain: float = 0.01  # standard deviation of the per-pixel noise added at the end (in [0, 1] units)
 
     def __post_init__(self):
