@@ -9,7 +9,8 @@ with the same recipe on one of three data mixes, then is judged on the validatio
     .venv/bin/python tools/colour_trials.py --data mixed      --steps 1000 --out /tmp/trial_mixed.json
 
 photos: crops of the training photos (the shipped VAE's last stage: 64x64 crops of 0.12-0.2 of a photo's side);
-augmented: half of them colour-augmented (latentlab.augment); mixed: photos 0.4, augmented 0.3, dead leaves 0.3.
+augmented: half of them colour-augmented (latentlab.augment); leaves: photos 0.6, dead leaves 0.4 (latentlab.synthetic);
+mixed: photos 0.4, augmented 0.3, dead leaves 0.3 (latentlab.sources.colour_mix).
 It uses latentlab.train.fit and vae_loss directly; the shipped weights are never written.
 """
 
@@ -21,20 +22,20 @@ from pathlib import Path
 
 import torch
 
-from latentlab.augment import ColourAugmented
 from latentlab.chart import colour_chart, patch_errors
 from latentlab.data import PhotoCrops, batches
 from latentlab.device import seed_everything, set_threads
 from latentlab.evaluate import evaluate, load_vae, vae_reconstruct
 from latentlab.images import psnr
 from latentlab.photosets import split_images
-from latentlab.sources import Mixture, colour_mix
+from latentlab.sources import colour_mix
 from latentlab.train import fit, save_checkpoint, vae_loss, warmup_cosine
 
 CROP, CROP_SCALE = 64, (0.12, 0.2)  # the shipped VAE's last stage
 MIXES = {
     "photos": {"photos": 1.0, "augmented": 0.0, "leaves": 0.0},
     "augmented": {"photos": 0.5, "augmented": 0.5, "leaves": 0.0},
+    "leaves": {"photos": 0.6, "augmented": 0.0, "leaves": 0.4},
     "mixed": {"photos": 0.4, "augmented": 0.3, "leaves": 0.3},
 }
 
@@ -42,10 +43,7 @@ MIXES = {
 def dataset(name: str, length: int, seed: int):
     """the training items of one mix, (3, 64, 64) each"""
     if name == "photos":
-        return PhotoCrops(CROP, "train", length, seed, CROP_SCALE)
-    if name == "augmented":
-        crops = PhotoCrops(CROP, "train", length, seed, CROP_SCALE)
-        return Mixture({"photos": crops, "augmented": ColourAugmented(crops, seed=seed)}, MIXES[name], length, seed)
+        return PhotoCrops(CROP, "train", length, seed, CROP_SCALE)  # exactly the shipped VAE's last stage
     return colour_mix(CROP, length, seed, **MIXES[name], scale=CROP_SCALE)
 
 
