@@ -115,7 +115,8 @@ def main() -> int:
         "steps_done": len(history),
         "wall_time_s": round(wall, 1),
         "device": f"cpu ({torch.get_num_threads()} thread)",
-        "recipe": {k: getattr(args, k) for k in ("steps", "batch_size", "lr", "average", "seed")} | {"crop": CROP, "crop_scale": CROP_SCALE},
+        "recipe": None if args.baseline else
+        {k: getattr(args, k) for k in ("steps", "batch_size", "lr", "average", "seed")} | {"crop": CROP, "crop_scale": CROP_SCALE},
         "summary": summary(result),
         "checks": [{k: round(v, 3) for k, v in h.items()} for h in history if "validation_psnr" in h],
         "evaluation": {k: v for k, v in result.items() if k != "criteria"},
