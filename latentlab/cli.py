@@ -16,6 +16,7 @@ COMMANDS = {
     "bench": "latentlab.pixel_vs_latent",
     "reconstruct": "latentlab.reconstruct",
     "train": "latentlab.train_cli",
+    "eval": "latentlab.evaluate",
 }
 
 

@@ -4,6 +4,9 @@
     .venv/bin/python tools/eval_vae.py --write-manifest   # ... and stores the numbers in latentlab/weights/vae.json
     .venv/bin/python tools/eval_vae.py --weights run/vae.safetensors   # a checkpoint from `latentlab train vae`
 
+`latentlab eval vae` (latentlab/evaluate.py) is the fuller evaluation of issue 12: validation photos, test photos that
+no recipe chose by, and a colour chart. This script stays for the manifest's "heldout" record.
+
 Also printed, not part of the target: VAE and bicubic on six greyscale photos of scikit-image that no run trained
 on and no recipe choice looked at (the held-out photos also served to choose recipes; see docs/vae.md).
 

@@ -1,0 +1,139 @@
+"""Training data beyond the bundled photos: a folder of your own images, and a weighted mix of sources (lesson 02).
+
+`FolderCrops` is what `latentlab train vae --data DIR` reads: random crops of every image in a folder (and its
+subfolders), opened with images.load_image. `Mixture` draws each item from one of several datasets with given
+weights; `colour_mix` builds the colour-complete mix of issue 12: photos, colour-augmented photos and dead
+leaves. Every item is (3, size, size) in [-1, 1] and the same for the same (seed, index), as in data.PhotoCrops.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+
+from latentlab.augment import ColourAugmented, ColourJitter
+from latentlab.data import PhotoCrops
+from latentlab.errors import InputError
+from latentlab.images import load_image, resize
+from latentlab.synthetic import DeadLeaves
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+class FolderCrops(Dataset):
+    """random crops (random scale, horizontal flip) of the images in a folder, deterministic per index.
+
+    Every image is decoded once, shrunk so its shorter side is at most `max_side`, and kept as uint8 (about
+    0.75 MB per photo at 512). Files that cannot be read are skipped and listed in `skipped`.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        size: int = 64,  # side of each square crop, in pixels
+        length: int = 10_000,  # crops per epoch
+        seed: int = 0,
+        scale: tuple[float, float] = (0.25, 1.0),  # crop side as a fraction of the image's shorter side
+        flip: bool = True,
+        max_side: int = 512,
+    ):
+        root = Path(root).expanduser()
+        if not root.is_dir():
+            raise InputError(f"no folder at {root}; give --data a folder of PNG or JPEG images.")
+        if size < 8 or size % 8:
+            raise InputError(f"crop size {size} must be a positive multiple of 8 (the VAE's factor), e.g. 64.")
+        files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        if not files:
+            raise InputError(f"{root} holds no image files ({', '.join(IMAGE_SUFFIXES)}); point --data at a folder of photos.")
+        self.root, self.size, self.length, self.seed, self.scale, self.flip = root, size, length, seed, scale, flip
+        self.files: list[Path] = []
+        self.skipped: list[tuple[Path, str]] = []  # (file, why) for each file that could not be read
+        self.photos: list[torch.Tensor] = []  # uint8 (3, H, W)
+        for path in files:
+            try:
+                x = load_image(path)  # (1, 3, H, W) in [-1, 1]
+            except InputError as err:
+                self.skipped.append((path, str(err)))
+                continue
+            if min(x.shape[-2:]) > max_side:
+                x = resize(x, max_side)
+            self.files.append(path)
+            self.photos.append(((x[0] + 1) * 127.5).round().to(torch.uint8))
+        if not self.photos:
+            path, why = self.skipped[0]
+            raise InputError(f"none of the {len(files)} image files in {root} could be read (first: {why}); use PNG or JPEG photos.")
+        # images are drawn in proportion to their area, so every region is about equally likely
+        areas = torch.tensor([p.shape[-1] * p.shape[-2] for p in self.photos], dtype=torch.float64)
+        self.weights = areas / areas.sum()
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
+        photo = self.photos[int(torch.multinomial(self.weights, 1, generator=g))]
+        h, w = photo.shape[-2:]
+        lo, hi = self.scale
+        side = max(1, int(min(h, w) * (lo + (hi - lo) * torch.rand(1, generator=g).item())))
+        top = int(torch.randint(0, h - side + 1, (1,), generator=g))
+        left = int(torch.randint(0, w - side + 1, (1,), generator=g))
+        crop = photo[None, :, top : top + side, left : left + side].float() / 127.5 - 1  # (1, 3, side, side)
+        if side != self.size:
+            crop = resize(crop, (self.size, self.size))
+        if self.flip and torch.rand(1, generator=g).item() < 0.5:
+            crop = crop.flip(-1)
+        return crop[0]
+
+    def describe(self) -> str:
+        """one line: how many images, and how many files were skipped"""
+        skipped = f"; skipped {len(self.skipped)} unreadable file(s), e.g. {self.skipped[0][0].name}" if self.skipped else ""
+        return f"{len(self.photos)} images from {self.root}{skipped}"
+
+
+class Mixture(Dataset):
+    """item i comes from one of several datasets, chosen with the given weights; deterministic in (seed, index)"""
+
+    def __init__(self, sources: Mapping[str, Dataset], weights: Mapping[str, float], length: int = 10_000, seed: int = 0):
+        unknown = set(weights) - set(sources)
+        if unknown:
+            raise InputError(f"weights given for unknown sources {sorted(unknown)}; the sources are {sorted(sources)}.")
+        kept = {name: float(w) for name, w in weights.items() if w > 0}
+        if not kept or any(w < 0 for w in weights.values()):
+            raise InputError(f"mixture weights must be >= 0 with at least one above 0, not {dict(weights)}.")
+        self.names = list(kept)
+        self.sources = [sources[name] for name in self.names]
+        self.probabilities = torch.tensor([kept[n] for n in self.names], dtype=torch.float64) / sum(kept.values())
+        self.length, self.seed = length, seed
+
+    def __len__(self) -> int:
+        return self.length
+
+    def source_of(self, index: int) -> tuple[int, int]:
+        """(which source, which of its items) item `index` is"""
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + index + 104_729)
+        source = int(torch.multinomial(self.probabilities, 1, generator=g))
+        return source, int(torch.randint(len(self.sources[source]), (1,), generator=g))
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        source, item = self.source_of(index)
+        return self.sources[source][item]
+
+
+def colour_mix(
+    size: int = 64,
+    length: int = 10_000,
+    seed: int = 0,
+    photos: float = 0.4,  # weight of plain photo crops
+    augmented: float = 0.3,  # weight of colour-augmented photo crops
+    leaves: float = 0.3,  # weight of dead-leaves pictures
+    scale: tuple[float, float] = (0.25, 1.0),  # crop side as a fraction of a photo's shorter side
+    data: str | Path | None = None,  # a folder of your own images instead of the bundled training photos
+    jitter: ColourJitter | None = None,
+) -> Mixture:
+    """the colour-complete training mix: photos + colour-augmented photos + dead leaves, with these weights"""
+    crops = FolderCrops(data, size, length, seed, scale) if data is not None else PhotoCrops(size, "train", length, seed, scale)
+    sources = {"photos": crops, "augmented": ColourAugmented(crops, jitter, seed), "leaves": DeadLeaves(size, length, seed)}
+    return Mixture(sources, {"photos": photos, "augmented": augmented, "leaves": leaves}, length, seed)

@@ -1,0 +1,65 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from latentlab.errors import InputError
+from latentlab.sources import FolderCrops, Mixture, colour_mix
+from latentlab.synthetic import DeadLeaves
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _write_photos(folder, n=3, size=(48, 40)):
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(folder / f"photo{i}.png")
+
+
+def test_folder_crops_are_deterministic_and_skip_corrupt_files(tmp_path):
+    _write_photos(tmp_path)
+    (tmp_path / "sub").mkdir()
+    _write_photos(tmp_path / "sub", n=1)
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    (tmp_path / "notes.txt").write_text("not an image")
+    crops = FolderCrops(tmp_path, size=16, length=20, seed=0)
+    assert len(crops.photos) == 4 and len(crops.skipped) == 1 and crops.skipped[0][0].name == "broken.jpg"
+    assert "skipped 1" in crops.describe()
+    x = crops[5]
+    assert x.shape == (3, 16, 16) and x.min() >= -1 and x.max() <= 1
+    assert torch.equal(x, FolderCrops(tmp_path, size=16, length=20, seed=0)[5])
+    assert not torch.equal(x, crops[6])
+
+
+def test_folder_crops_say_what_is_wrong_in_one_sentence(tmp_path):
+    with pytest.raises(InputError, match="no folder"):
+        FolderCrops(tmp_path / "missing")
+    with pytest.raises(InputError, match="holds no image files"):
+        FolderCrops(tmp_path)
+    (tmp_path / "a.png").write_bytes(b"garbage")
+    with pytest.raises(InputError, match="none of the 1 image files") as err:
+        FolderCrops(tmp_path)
+    assert "\n" not in str(err.value)
+
+
+def test_mixture_follows_its_weights_and_is_deterministic():
+    leaves = DeadLeaves(16, length=50)
+    zeros = [torch.zeros(3, 16, 16)] * 50
+    mix = Mixture({"leaves": leaves, "zeros": zeros}, {"leaves": 0.25, "zeros": 0.75}, length=2000, seed=0)
+    sources = torch.tensor([mix.source_of(i)[0] for i in range(2000)])
+    assert abs((sources == 0).float().mean().item() - 0.25) < 0.04
+    assert torch.equal(mix[7], Mixture({"leaves": leaves, "zeros": zeros}, {"leaves": 0.25, "zeros": 0.75}, 2000, 0)[7])
+    only = Mixture({"leaves": leaves, "zeros": zeros}, {"leaves": 0, "zeros": 1})
+    assert only.names == ["zeros"]
+    with pytest.raises(InputError, match="unknown sources"):
+        Mixture({"leaves": leaves}, {"photos": 1.0})
+    with pytest.raises(InputError, match=">= 0"):
+        Mixture({"leaves": leaves}, {"leaves": 0})
+
+
+def test_colour_mix_draws_from_all_three_sources():
+    mix = colour_mix(size=16, length=300, seed=0)
+    assert mix.names == ["photos", "augmented", "leaves"]
+    used = {mix.source_of(i)[0] for i in range(60)}
+    assert used == {0, 1, 2}
+    assert mix[0].shape == (3, 16, 16)

@@ -1,0 +1,53 @@
+import time
+
+import pytest
+import torch
+
+from latentlab.errors import InputError
+from latentlab.synthetic import DeadLeaves, DeadLeavesConfig, dead_leaves, power_law
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_dead_leaves_are_deterministic_in_seed_and_index():
+    a, b = DeadLeaves(32, length=10, seed=0), DeadLeaves(32, length=10, seed=0)
+    assert a[4].shape == (3, 32, 32) and a[4].min() >= -1 and a[4].max() <= 1
+    assert torch.equal(a[4], b[4])
+    assert not torch.equal(a[4], a[5])
+    assert not torch.equal(a[4], DeadLeaves(32, length=10, seed=1)[4])
+
+
+def test_power_law_radii_follow_r_to_the_minus_alpha():
+    r = power_law(torch.rand(200_000, generator=torch.Generator().manual_seed(0)), 0.01, 1.0, 3.0)
+    assert r.min() >= 0.01 and r.max() <= 1.0
+    # density ~ r^-3: P(r > x) = (x^-2 - 1) / (0.01^-2 - 1)
+    for x in (0.02, 0.05):
+        expected = (x**-2 - 1) / (0.01**-2 - 1)
+        assert abs((r > x).double().mean().item() - expected) < 0.01
+
+
+def test_dead_leaves_cover_the_colour_cube_and_have_structure():
+    x = torch.stack([dead_leaves(i, 64) for i in range(16)])  # (16, 3, 64, 64)
+    pixels = (x.permute(0, 2, 3, 1).reshape(-1, 3) + 1) / 2
+    octants = ((pixels > 0.5).long() * torch.tensor([4, 2, 1])).sum(1).bincount(minlength=8)
+    assert (octants > 0.03 * len(pixels)).all(), f"each corner of the RGB cube should be visited: {octants.tolist()}"
+    chroma = (pixels.max(1).values - pixels.min(1).values).mean()
+    assert chroma > 0.3  # colourful, not grey
+    # neighbours mostly alike (regions), yet edges exist: not noise, not flat
+    step = (x[..., 1:] - x[..., :-1]).abs().mean(1)  # (16, 64, 63)
+    assert 0.4 < (step < 0.05).float().mean() < 0.97  # photo crops: 0.72; white noise: 0.05
+
+
+def test_a_batch_of_sixteen_64px_pictures_is_quick():
+    dataset = DeadLeaves(64)
+    dataset[0]
+    start = time.perf_counter()
+    torch.stack([dataset[i] for i in range(16)])
+    assert time.perf_counter() - start < 2.0  # about 0.2 s on one idle core; generous for a busy CI machine
+
+
+def test_bad_configs_say_what_is_wrong():
+    with pytest.raises(InputError, match="multiple of 8"):
+        DeadLeaves(30)
+    with pytest.raises(InputError, match="min_radius"):
+        DeadLeavesConfig(min_radius=0.5, max_radius=0.1)
