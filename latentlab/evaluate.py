@@ -19,8 +19,14 @@ import torch
 
 from latentlab.baselines import PatchPCA, bicubic_roundtrip, latent_values
 from latentlab.chart import COLORCHECKER, COLUMNS, colour_chart, patch_errors
+from latentlab.checkpoints import course_weights, load_checkpoint, read_checkpoint
+from latentlab.data import PhotoCrops
+from latentlab.device import set_threads
 from latentlab.errors import InputError
-from latentlab.images import psnr
+from latentlab.images import psnr, to_numpy
+from latentlab.photosets import SPLITS as PHOTO_SPLITS
+from latentlab.photosets import split_images
+from latentlab.vae import VAE, VAEConfig
 
 # issue 12's "done means", in 0..255 units and dB
 PATCH_MAX_ERROR = 6.0  # every ColorChecker patch's mean colour within this, per channel
@@ -37,10 +43,6 @@ Reconstruct = Callable[[torch.Tensor], torch.Tensor]  # images (B, 3, H, W) in [
 
 def load_vae(weights: str | Path | None = None):
     """the shipped course VAE, or a checkpoint from `latentlab train vae` (its metadata holds the config)"""
-    from latentlab.pretrained import course_weights
-    from latentlab.train import load_checkpoint, read_checkpoint
-    from latentlab.vae import VAE, VAEConfig
-
     if weights is None:
         path, manifest = course_weights("vae")
         config = manifest["config"]
@@ -65,8 +67,6 @@ def vae_reconstruct(vae, batch_size: int = 4) -> Reconstruct:
 
 def fit_pca(factor: int, latent_channels: int, crops: int = 1024, seed: int = 0) -> PatchPCA:
     """patch PCA keeping as many values as the latent, fitted on training crops only"""
-    from latentlab.data import PhotoCrops
-
     data = PhotoCrops(size=64, split="train", length=crops, seed=seed, scale=PCA_CROP_SCALE)
     return PatchPCA(patch_size=factor, n_components=latent_channels).fit(torch.stack([data[i] for i in range(crops)]))
 
@@ -105,9 +105,6 @@ def evaluate(
         size: photos are resized and center-cropped to size x size; the chart is 256 x 384.
         keep_images: also return the images, reconstructions and bicubic versions (for the figure) under "_images".
     """
-    from latentlab.photosets import SPLITS as PHOTO_SPLITS
-    from latentlab.photosets import split_images
-
     pca = fit_pca(factor, latent_channels, pca_crops, seed)
     result: dict = {"size": size, "factor": factor, "latent_channels": latent_channels,
                     "pca_fit": f"PatchPCA({factor}, {latent_channels}) on {pca_crops} training crops of 64x64"}
@@ -191,12 +188,10 @@ def table(result: dict) -> str:
 
 def figure(pictures: list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]], path: str | Path) -> Path:
     """rows of (title, original, VAE, bicubic) -> one PNG with the three side by side"""
-    import matplotlib
+    import matplotlib  # lazy: only the command draws this figure, with Agg so it needs no display
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from latentlab.images import to_numpy
+    import matplotlib.pyplot as plt  # lazy, after the backend is chosen
 
     path = Path(path)
     fig, axes = plt.subplots(len(pictures), 3, figsize=(10, 2.8 * len(pictures)), squeeze=False)
@@ -228,8 +223,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from latentlab.device import set_threads
-
     if args.size < 8 or args.size % 8:
         raise InputError(f"--size {args.size} must be a positive multiple of 8 (the VAE's factor), e.g. 256.")
     set_threads(args.threads)

@@ -22,42 +22,20 @@ import time
 
 import torch
 
-from latentlab.baselines import PatchPCA, bicubic_roundtrip, latent_values
+from latentlab.baselines import bicubic_roundtrip, latent_values
 from latentlab.checkpoints import (
     WEIGHTS_DIR,
     course_manifest,
-    course_weights,
-    load_checkpoint,
-    read_checkpoint,
     sha256_file,
     write_manifest,
 )
-from latentlab.data import CHECK_PHOTOS, HELDOUT_PHOTOS, PhotoCrops, heldout_images, load_photo
+from latentlab.data import CHECK_PHOTOS, HELDOUT_PHOTOS, heldout_images, load_photo
 from latentlab.device import set_threads
+from latentlab.evaluate import fit_pca, load_vae
 from latentlab.images import psnr
-from latentlab.vae import VAE, VAEConfig
+from latentlab.vae import VAE
 
 MARGIN_DB = 2.0  # the VAE must beat bicubic by this much
-PCA_CROP_SCALE = (0.125, 0.25)  # PCA's fitting crops: 64-128 px regions of the training photos, shrunk to 64
-
-
-def load_vae(weights: str | None) -> VAE:
-    """the shipped course VAE, or a checkpoint whose metadata holds its config"""
-    if weights is None:
-        path, manifest = course_weights("vae")
-        config = manifest["config"]
-    else:
-        path = weights
-        config = json.loads(read_checkpoint(path)[1]["config"])
-    vae = VAE(VAEConfig(**config))
-    load_checkpoint(path, vae)
-    return vae.eval()
-
-
-def pca_training_crops(n: int, size: int, seed: int) -> torch.Tensor:
-    """training crops drawn like the VAE's own training data (train split only)"""
-    crops = PhotoCrops(size=size, split="train", length=n, seed=seed, scale=PCA_CROP_SCALE)
-    return torch.stack([crops[i] for i in range(n)])
 
 
 def evaluate(vae: VAE, size: int = 256, pca_crops: int = 1024, seed: int = 0) -> dict:
@@ -66,8 +44,7 @@ def evaluate(vae: VAE, size: int = 256, pca_crops: int = 1024, seed: int = 0) ->
     keep = latent_values(size, size, vae.factor, vae.config.latent_channels)
     with torch.no_grad():
         recon = vae(images).clamp(-1, 1)  # posterior mean, decoded
-    pca = PatchPCA(patch_size=vae.factor, n_components=vae.config.latent_channels)
-    pca.fit(pca_training_crops(pca_crops, 64, seed))
+    pca = fit_pca(vae.factor, vae.config.latent_channels, pca_crops, seed)
     rows = {
         "vae": psnr(recon, images),
         "bicubic": psnr(bicubic_roundtrip(images, keep), images),
