@@ -23,7 +23,7 @@ from typing import Literal
 import matplotlib.pyplot as plt
 import psutil
 import torch
-from matplotlib.ticker import NullFormatter, ScalarFormatter
+from matplotlib.ticker import FuncFormatter, LogFormatter, NullFormatter
 
 from latentlab import bench
 from latentlab.checkpoints import load_course_vae
@@ -65,6 +65,11 @@ class SpaceResult:
     @property
     def iqr_ms(self) -> float | None:
         return None if self.ms_per_step is None else self.q3_ms - self.q1_ms
+
+    @property
+    def gflops_per_s(self) -> float | None:
+        """the arithmetic rate this space achieved: its FLOPs per step / its median step time"""
+        return _ratio(self.gflops * 1000, self.ms_per_step)
 
     def add_timing(self, timing: bench.Timing, memory_mb: float) -> None:
         """fill the measured fields from K timed steps"""
@@ -114,8 +119,13 @@ class Comparison:
 
     @property
     def efficiency(self) -> float | None:
-        """speedup / flops_ratio: 1.0 would be the theory exactly"""
+        """speedup / flops_ratio = latent GFLOP/s / pixel GFLOP/s: 1.0 would be the theory exactly"""
         return _ratio(self.speedup, self.flops_ratio)
+
+    @property
+    def memory_measured(self) -> bool:
+        """whether memory_mb isolates one pass: on CUDA (allocated bytes); a CPU's resident memory cannot"""
+        return self.device.startswith("cuda")
 
     @property
     def latent_pipeline_ms(self) -> float | None:
@@ -369,11 +379,13 @@ def format_table(r: Comparison) -> str:
          f"{_fmt(r.speedup)}x (quartiles {_fmt(low)}-{_fmt(high)}x)"),
         ("  IQR / min / max ms", f"{_fmt(p.iqr_ms)} / {_fmt(p.min_ms)} / {_fmt(p.max_ms)}",
          f"{_fmt(q.iqr_ms, '.2f')} / {_fmt(q.min_ms)} / {_fmt(q.max_ms)}", ""),
-        ("GFLOPs per step", _fmt(p.gflops, ".2f"), _fmt(q.gflops, ".3f"),
-         f"{_fmt(r.flops_ratio)}x FLOPs ratio; efficiency {_fmt(r.efficiency, '.2f')}"),
+        ("GFLOPs per step", _fmt(p.gflops, ".2f"), _fmt(q.gflops, ".3f"), f"{_fmt(r.flops_ratio)}x FLOPs ratio"),
         ("  attention share", _pct(p.attention_share, ".1f"), _pct(q.attention_share, ".2f"), ""),
-        ("memory MB (estimate)", f"{_fmt(p.memory_mb, '.0f')} ({_fmt(p.estimate_mb, '.0f')})",
-         f"{_fmt(q.memory_mb, '.0f')} ({_fmt(q.estimate_mb, '.0f')})", ""),
+        ("GFLOP/s achieved", _fmt(p.gflops_per_s), _fmt(q.gflops_per_s),
+         f"efficiency {_fmt(r.efficiency, '.2f')} = latent / pixel GFLOP/s"),
+        ("memory MB, estimate", _fmt(p.estimate_mb, ".0f"), _fmt(q.estimate_mb, ".1f"), "meta-device replay"),
+        ("  measured" if r.memory_measured else "  resident added", _fmt(p.memory_mb, ".0f"), _fmt(q.memory_mb, ".1f"),
+         "peak allocated" if r.memory_measured else "rough: the allocator reuses memory the process holds"),
         (f"{r.steps} steps, ms", _fmt(p.loop_ms, ".0f"), _fmt(q.loop_ms, ".0f"), ""),
         ("+ one VAE decode, ms", "—", _fmt(r.decode_ms, ".0f"),
          f"decode is {_pct(r.decode_share, '.0f')} of the latent pipeline"),
@@ -389,43 +401,62 @@ def format_table(r: Comparison) -> str:
 def format_sweep(results: list[Comparison]) -> str:
     """one line per image side"""
     first = results[0]
-    lines = [f"sweep on {first.device}, factor {first.factor}, {first.steps} steps, {first.dtype}",
-             f"{'N':>5} {'pixel ms':>10} {'latent ms':>10} {'speedup':>8} {'FLOPs x':>8} {'attn %':>7} "
-             f"{'pixel MB':>9} {'latent MB':>9}"]
+    memory = "measured (estimate)" if first.memory_measured else "estimated"
+    lines = [f"sweep on {first.device}, factor {first.factor}, {first.steps} steps, {first.dtype}; memory per pass "
+             f"{memory}",
+             f"{'N':>5} {'pixel ms':>10} {'latent ms':>10} {'speedup':>8} {'quartiles':>12} {'FLOPs x':>8} "
+             f"{'attn %':>7} {'pixel MB':>14} {'latent MB':>14}"]
     for r in results:
+        low, high = r.speedup_range
+        mb = [f"{_fmt(s.memory_mb, '.1f')} ({_fmt(s.estimate_mb, '.1f')})" if r.memory_measured
+              else _fmt(s.estimate_mb, ".1f") for s in (r.pixel, r.latent)]
         lines.append(f"{r.resolution:>5} {_fmt(r.pixel.ms_per_step):>10} {_fmt(r.latent.ms_per_step, '.2f'):>10} "
-                     f"{_fmt(r.speedup):>8} {_fmt(r.flops_ratio):>8} {_fmt(100 * r.pixel.attention_share):>7} "
-                     f"{_fmt(r.pixel.memory_mb, '.0f'):>9} {_fmt(r.latent.memory_mb, '.0f'):>9}")
+                     f"{_fmt(r.speedup):>8} {_fmt(low) + '-' + _fmt(high):>12} {_fmt(r.flops_ratio):>8} "
+                     f"{_fmt(100 * r.pixel.attention_share):>7} {mb[0]:>14} {mb[1]:>14}")
         lines += [f"      skipped: {s}" for s in r.skipped]
     return "\n".join(lines)
 
 
-def plot_sweep(results: list[Comparison]):
-    """time per step, memory, and the speed-up vs the FLOPs ratio, against the image's pixels (log scales)"""
+def plot_sweep(results: list[Comparison], also: Comparison | None = None):
+    """time per step, memory, and the speed-up vs the FLOPs ratio, against the image's pixels (log scales).
+
+    Memory: the meta-device estimate, and beside it the measured peak where a pass can be isolated (CUDA); a CPU's
+    resident memory cannot separate one pass from what the process holds, so a CPU sweep shows the estimate only.
+    also: another run at one of the sweep's sizes (e.g. a single `compare`), drawn beside the sweep's own point.
+    """
     pixels = [r.resolution**2 for r in results]
+    measured = results[0].memory_measured
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     for space, color, spaces in (("pixel", "C3", [r.pixel for r in results]),
                                  ("latent", "C0", [r.latent for r in results])):
         ok = [(p, s) for p, s in zip(pixels, spaces) if s.ms_per_step is not None]
         axes[0].errorbar([p for p, _ in ok], [s.ms_per_step for _, s in ok], yerr=[s.iqr_ms / 2 for _, s in ok],
                          fmt="o-", color=color, capsize=3, label=f"{space} space (median, IQR)")
-        seen = [(p, s) for p, s in ok if s.memory_mb > 0]  # a CPU may reuse memory it already holds: nothing to plot
-        axes[1].plot([p for p, _ in seen], [s.memory_mb for _, s in seen], "o-", color=color,
-                     label=f"{space}: measured")
-        axes[1].plot(pixels, [s.estimate_mb for s in spaces], "--", color=color, alpha=0.7, label=f"{space}: estimated")
+        axes[1].plot(pixels, [s.estimate_mb for s in spaces], "--" if measured else "o-", color=color,
+                     label=f"{space}: estimated")
+        if measured:
+            seen = [(p, s) for p, s in ok if s.memory_mb > 0]  # a log axis has no place for 0
+            axes[1].plot([p for p, _ in seen], [s.memory_mb for _, s in seen], "o-", color=color,
+                         label=f"{space}: measured peak")
     ratios = [(p, r.speedup, *r.speedup_range) for p, r in zip(pixels, results) if r.speedup is not None]
     axes[2].errorbar([p for p, *_ in ratios], [s for _, s, _, _ in ratios],
                      yerr=[[s - lo for _, s, lo, _ in ratios], [hi - s for _, s, _, hi in ratios]],
                      fmt="o-", color="C2", capsize=3, label="measured speed-up (quartile range)")
+    if also is not None and also.speedup is not None:
+        low, high = also.speedup_range
+        axes[2].errorbar([also.resolution**2 * 1.08], [also.speedup], yerr=[[also.speedup - low], [high - also.speedup]],
+                         fmt="D", color="C1", capsize=3, label=f"another run at {also.resolution}² ({also.steps} steps)")
     axes[2].plot(pixels, [r.flops_ratio for r in results], "s--", color="k", label="FLOPs ratio (theory)")
     axes[2].axhline(results[0].factor**2, color="gray", lw=1, ls=":", label=f"factor² = {results[0].factor**2}")
-    titles = ("time per denoising step", "memory added by the pass", "pixel / latent")
+    memory_title = "memory per pass" + ("" if measured else ": estimated\n(a CPU cannot isolate one pass's memory)")
+    titles = ("time per denoising step", memory_title, "pixel / latent")
     for ax, title, ylabel in zip(axes, titles, ("ms per step", "MB", "ratio")):
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xticks(pixels, [f"{r.resolution}²" for r in results])
         ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.yaxis.set_major_formatter(ScalarFormatter())
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # 0.01 stays 0.01, never "0.0"
+        ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))  # plain 20, 40
         ax.set_xlabel("image pixels N²")
         ax.set_ylabel(ylabel)
         ax.set_title(title)

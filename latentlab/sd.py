@@ -4,16 +4,19 @@ SD's VAE (Rombach et al. 2022, https://arxiv.org/abs/2112.10752) and TAESD (http
 load through diffusers: ids, pinned revisions and mirrors in one table (`SD_MODELS`), safetensors only. One class,
 `LatentCodec`, takes images in [-1, 1] and gives the *scaled* latents SD's UNet sees (a latentlab `VAE.encode`
 gives the raw posterior instead). Offline, the `*_or_course` loaders continue with the course VAE, which has the same
-latent geometry. `hub_unreachable` is the one check of the model hub (`latentlab doctor` asks it too).
+latent geometry, and `banner` says loudly which model each codec really is. `hub_unreachable` is the one check of
+the model hub (`latentlab doctor` asks it too).
 
-It is longer than latentlab's other modules (~380 lines) because it is all of lesson 09 and only lesson 09, in
-the order the lesson meets it: the table, the range rule and the codec, loading, then img2img's first move.
+It is longer than latentlab's other modules (~420 lines) because it is all of lesson 09 and only lesson 09, in the
+order the lesson meets it: the table, the range rule and the codec, loading and the banner, then img2img's first move.
 """
 
 from __future__ import annotations
 
+import html
 import numbers
 import os
+import sys
 import threading
 import urllib.error
 import urllib.request
@@ -86,6 +89,7 @@ SD_VAE_CONFIG = {
     "sample_size": 512,
 }
 GEOMETRY = "the same latent geometry (factor 8, 4 channels)"
+TITLES = {"sd-vae": "SD's VAE", "taesd": "TAESD", "course-vae": "course VAE"}  # short names for panel titles
 
 ValueRange = Literal["auto", "-1..1", "0..1"]
 
@@ -132,8 +136,13 @@ class LatentCodec:
     (and back) in its encoder and decoder, so every model here is given [-1, 1] exactly once.
     """
 
-    def __init__(self, model: torch.nn.Module, name: str, description: str = ""):
+    def __init__(self, model: torch.nn.Module, name: str, description: str = "", title: str = "",
+                 stands_in_for: str | None = None):
         self.model, self.name, self.description = model, name, description or name
+        self.stands_in_for = stands_in_for  # the model this one replaces when that one could not be loaded
+        self.title = title or TITLES.get(name, name)
+        if stands_in_for:
+            self.title += f" (in place of {stands_in_for})"
 
     @property
     def scaling_factor(self) -> float:
@@ -310,7 +319,7 @@ def _or_course(name: Literal["sd-vae", "taesd"], device, source) -> tuple[Latent
     except WeightsUnavailable as err:
         sentence = (f"{SD_MODELS[name].title} could not be loaded ({err.reason}), so this lesson continues with the "
                     f"course VAE, which has {GEOMETRY}.")
-        codec = LatentCodec(load_course_vae(device), "course-vae", sentence)
+        codec = LatentCodec(load_course_vae(device), "course-vae", sentence, stands_in_for=TITLES[name])
     return codec, codec.name
 
 
@@ -324,6 +333,32 @@ def load_taesd_or_course(device=None, source=None) -> tuple[LatentCodec, str]:
     return _or_course("taesd", device, source)
 
 
+def _in_kernel() -> bool:
+    """True inside a Jupyter kernel (which can show HTML), False in a terminal or a script"""
+    shell = sys.modules["IPython"].get_ipython() if "IPython" in sys.modules else None
+    return shell is not None and hasattr(shell, "kernel")
+
+
+def banner(codec: LatentCodec) -> None:
+    """say loudly which model a codec really is: a coloured box in Jupyter, one plain line elsewhere"""
+    if codec.stands_in_for:
+        head = f"⚠ Not {codec.stands_in_for}"
+        body = f"every panel marked '{codec.title}' shows the course VAE. {codec.description}"
+        colour, border = "#fff3cd", "#d39e00"  # amber: a fallback is in use
+    else:
+        head, body = f"✓ {codec.title}", f"{codec.description}."
+        colour, border = "#e6f4ea", "#1e8e3e"  # green: the real model
+    line = f"{head}: {body}"
+    if not _in_kernel():  # a terminal, a script, a test: one line
+        print(line)
+        return
+    from IPython.display import display
+
+    box = (f'<div style="background:{colour};border-left:6px solid {border};padding:8px 12px;margin:4px 0;'
+           f'color:#222;font-size:110%"><b>{html.escape(head)}</b>: {html.escape(body)}</div>')
+    display({"text/html": box, "text/plain": line}, raw=True)
+
+
 def untrained(name: Literal["sd-vae", "taesd"], seed: int = 0) -> LatentCodec:
     """SD's VAE or TAESD built with random weights: the real architecture and cost, no real pictures (offline)"""
     if name not in SD_MODELS:
@@ -332,7 +367,8 @@ def untrained(name: Literal["sd-vae", "taesd"], seed: int = 0) -> LatentCodec:
         torch.manual_seed(seed)
         model = diffusers.AutoencoderKL(**SD_VAE_CONFIG) if name == "sd-vae" else diffusers.AutoencoderTiny()
     title = SD_MODELS[name].title
-    return LatentCodec(model.eval().requires_grad_(False), name, f"{title}'s architecture with random weights")
+    return LatentCodec(model.eval().requires_grad_(False), name, f"{title}'s architecture with random weights",
+                       title=f"{TITLES[name]} architecture, random weights")
 
 
 def sd_vae_into_latentlab(autoencoder_kl) -> VAE:

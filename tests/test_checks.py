@@ -472,3 +472,13 @@ def test_reference_ddim_step_is_diffusers(t):
     abar = diffusion.alphas_cumprod(diffusion.scaled_linear_beta_schedule(1000))
     prev = abar[t - 100] if t >= 100 else torch.tensor(1.0)  # past the last step: alpha_bar = 1, the clean image
     assert torch.allclose(lesson08.ddim_step(x_t, eps, abar[t], prev), theirs, atol=1e-5)
+
+
+def test_the_ddim_exercise_has_no_step_of_its_own_it_takes_diffusion_ddim_step(monkeypatch):
+    """one DDIM step in the package: the exercise's reference is diffusion.ddim_step on a two-entry alpha_bar table"""
+    x_t, eps, a, a_prev = lesson08._step_case(700, 600)
+    abar = diffusion.alphas_cumprod(diffusion.scaled_linear_beta_schedule(1000))
+    assert torch.equal(lesson08.ddim_step(x_t, eps, a, a_prev), diffusion.ddim_step(eps, 700, 600, x_t, abar)[0])
+    calls = []
+    monkeypatch.setattr(diffusion, "ddim_step", lambda *args, **kw: calls.append(args) or (torch.zeros(1), None))
+    assert torch.equal(lesson08.ddim_step(x_t, eps, a, a_prev), torch.zeros(1)) and len(calls) == 1

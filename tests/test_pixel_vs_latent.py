@@ -182,6 +182,50 @@ def test_plot_sweep_draws_time_memory_and_ratio():
     assert len(pvl.format_sweep([_result(64, 20.0)]).splitlines()) == 3
 
 
+
+def test_efficiency_is_the_latent_steps_arithmetic_rate_over_the_pixel_steps():
+    r = _result(128, pixel_ms=40.0)
+    assert r.pixel.gflops_per_s == pytest.approx(r.pixel.gflops / 0.040)
+    assert r.efficiency == pytest.approx(r.latent.gflops_per_s / r.pixel.gflops_per_s)
+    assert "GFLOP/s achieved" in pvl.format_table(r)
+
+
+def _tick_labels(ax) -> list[str]:
+    ax.figure.canvas.draw()
+    return [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
+
+
+def test_on_a_cpu_the_memory_panel_shows_the_estimate_only_and_says_so():
+    results = [_result(64, 20.0), _result(128, 80.0)]  # "cpu (2 threads)": resident memory, not one pass's
+    for r in results:
+        r.latent.memory_mb = 0.0  # what a CPU often reads for a small pass
+    fig = pvl.plot_sweep(results)
+    memory = fig.axes[1]
+    assert [line.get_label() for line in memory.get_lines()] == ["pixel: estimated", "latent: estimated"]
+    assert "estimated" in memory.get_title()
+    assert not {"0", "0.0"} & set(_tick_labels(memory))
+    assert "memory per pass estimated" in pvl.format_sweep(results)
+    assert "rough" in pvl.format_table(results[0])
+
+
+def test_on_cuda_the_measured_peak_is_drawn_beside_the_estimate_without_zeros():
+    results = [_result(64, 20.0), _result(128, 80.0)]
+    for r in results:
+        r.device = "cuda: a test GPU"
+    results[0].latent.memory_mb = 0.0  # nothing to place on a log axis
+    memory = pvl.plot_sweep(results).axes[1]
+    lines = {line.get_label(): line for line in memory.get_lines()}
+    assert set(lines) == {"pixel: estimated", "latent: estimated", "pixel: measured peak", "latent: measured peak"}
+    assert list(lines["latent: measured peak"].get_xdata()) == [128**2]
+    assert "measured (estimate)" in pvl.format_sweep(results)
+
+
+def test_another_run_at_one_size_is_drawn_beside_the_sweep():
+    results = [_result(64, 20.0), _result(128, 80.0)]
+    fig = pvl.plot_sweep(results, also=_result(128, 100.0))
+    assert any("another run at 128²" in text.get_text() for text in fig.axes[2].get_legend().get_texts())
+
+
 # ---- the command line
 
 

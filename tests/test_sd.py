@@ -408,3 +408,40 @@ def test_channel_sliders_redraw_with_the_release_decoder():
     picture = np.asarray(Image.open(__import__("io").BytesIO(found["latentlab-decoded"].value)))
     assert picture.mean() == pytest.approx(191, abs=1)  # 0.5 in [-1, 1]: the release decoder drew last
     assert "on release" in found["latentlab-status"].value
+
+
+# ---- the banner: which model a panel really shows
+
+
+def test_the_fallback_names_the_model_it_replaces_in_its_title_and_its_banner(monkeypatch, capsys):
+    course = VAE(VAEConfig(block_out_channels=(8, 8, 8, 8), norm_num_groups=4)).eval()
+    monkeypatch.setattr(sd, "load_course_vae", lambda device=None: course)
+    codec, _ = sd.load_sd_vae_or_course()
+    assert codec.stands_in_for == "SD's VAE" and codec.title == "course VAE (in place of SD's VAE)"
+    sd.banner(codec)
+    line = capsys.readouterr().out
+    assert line.startswith("⚠ Not SD's VAE: every panel marked 'course VAE (in place of SD's VAE)' shows the course VAE.")
+    assert "HF_HUB_OFFLINE=1 is set" in line and line.count("\n") == 1
+    taesd, _ = sd.load_taesd_or_course()
+    assert taesd.title == "course VAE (in place of TAESD)"
+
+
+def test_a_real_or_untrained_model_is_named_as_what_it_is(capsys):
+    assert sd.untrained("taesd").title == "TAESD architecture, random weights"
+    assert sd.untrained("taesd").stands_in_for is None
+    assert sd.LatentCodec(torch.nn.Identity(), "course-vae").title == "course VAE"
+    sd.banner(sd.untrained("taesd"))
+    assert capsys.readouterr().out == "✓ TAESD architecture, random weights: TAESD's architecture with random weights.\n"
+
+
+def test_in_jupyter_the_banner_is_a_coloured_box_with_a_plain_text_twin(monkeypatch):
+    import IPython.display
+
+    shown = []
+    monkeypatch.setattr(sd, "_in_kernel", lambda: True)
+    monkeypatch.setattr(IPython.display, "display", lambda data, raw: shown.append(data))
+    codec = sd.LatentCodec(torch.nn.Identity(), "course-vae", "offline <for a test>", stands_in_for="TAESD")
+    sd.banner(codec)
+    (data,) = shown
+    assert "#fff3cd" in data["text/html"] and "&lt;for a test&gt;" in data["text/html"]  # amber, and escaped
+    assert data["text/plain"].startswith("⚠ Not TAESD: every panel marked 'course VAE (in place of TAESD)'")

@@ -2,8 +2,9 @@
 
 The loss is Ho et al. 2020's simple objective (https://arxiv.org/abs/2006.11239, eq. 14), as
 `diffusion.diffusion_loss` computes it once t and the noise are drawn; the step is Song et al. 2021's DDIM
-(https://arxiv.org/abs/2010.02502, eq. 12 with eta = 0), as `diffusers.DDIMScheduler.step` computes it.
-latentlab has no function for one DDIM step (`diffusion.sample` lets diffusers take it), so the reference is here.
+(https://arxiv.org/abs/2010.02502, eq. 12 with eta = 0), as `diffusers.DDIMScheduler.step` computes it. Its reference
+is `diffusion.ddim_step`, the package's one DDIM step (lesson 07's benchmark loop takes it too), given the two values
+of alpha_bar the learner's version receives.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ def epsilon_loss(model: Callable, x0: torch.Tensor, t: torch.Tensor, noise: torc
 def ddim_step(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar_t: torch.Tensor,
               alpha_bar_prev: torch.Tensor) -> torch.Tensor:
     """x_t and the predicted noise -> x_{t-1} = sqrt(abar_prev) x0_pred + sqrt(1 - abar_prev) eps (Song eq. 12, eta 0)"""
-    x0_pred = (x_t - (1 - alpha_bar_t).sqrt() * eps) / alpha_bar_t.sqrt()  # Ho eq. 15
-    return alpha_bar_prev.sqrt() * x0_pred + (1 - alpha_bar_prev).sqrt() * eps
+    table = torch.stack([torch.as_tensor(alpha_bar_prev), torch.as_tensor(alpha_bar_t)])  # (2,): entry 1 is now
+    return diffusion.ddim_step(eps, 1, 0, x_t, table)[0]  # from "timestep" 1 to 0 of that two-entry table
 
 
 class TinyDenoiser(nn.Module):
