@@ -116,7 +116,7 @@ class Judgement:
         if counts.sum() == 0:
             return 0.0
         p = counts[counts > 0] / counts.sum()
-        return float(-(p * p.log()).sum()) / math.log(len(self.class_counts))
+        return max(float(-(p * p.log()).sum()), 0.0) / math.log(len(self.class_counts))  # max: no "-0.00"
 
     def __str__(self) -> str:
         classes = ", ".join(f"{k} {v}" for k, v in self.class_counts.items())
