@@ -116,7 +116,8 @@ class Judgement:
         if counts.sum() == 0:
             return 0.0
         p = counts[counts > 0] / counts.sum()
-        return max(float(-(p * p.log()).sum()), 0.0) / math.log(len(self.class_counts))  # max: no "-0.00"
+        entropy = float(-(p * p.log()).sum()) + 0.0  # + 0.0 turns one class's -0.0 into 0.0 (no "-0.00")
+        return entropy / math.log(len(self.class_counts))
 
     def __str__(self) -> str:
         classes = ", ".join(f"{k} {v}" for k, v in self.class_counts.items())
