@@ -155,3 +155,19 @@ def test_fit_with_an_average_evaluates_saves_and_returns_the_average(tmp_path):
     fit(plain, lambda m, b: vae_loss(m, b, reconstruction="mse"), _fixed_batches(x), 20,
         torch.optim.AdamW(plain.parameters(), lr=3e-3))
     assert not _same_weights(plain, vae)  # the same run without the average ends elsewhere
+
+
+def test_budget_cosine_decays_over_the_wall_clock_after_its_warm_up(monkeypatch):
+    """lesson 08's learning rate follows the clock; its quick runs end inside the warm-up, so this test runs the decay"""
+    from latentlab import train
+
+    now = [100.0]
+    monkeypatch.setattr(train.time, "perf_counter", lambda: now[0])
+    factor = train.budget_cosine(time_budget_s=60.0, warmup=10, final=0.1)
+    assert [factor(s) for s in (0, 4, 9)] == [0.1, 0.5, 1.0]  # linear warm-up by steps, whatever the clock says
+    seen = []
+    for elapsed in (0.0, 15.0, 30.0, 45.0, 60.0, 90.0):
+        now[0] = 100.0 + elapsed
+        seen.append(factor(50))
+    assert seen[0] == 1.0 and abs(seen[2] - 0.55) < 1e-9 and seen[4] == seen[5] == 0.1  # half-way: the midpoint
+    assert all(a > b for a, b in zip(seen, seen[1:5]))  # falls while the budget runs, then stays at `final`
