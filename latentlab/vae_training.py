@@ -2,9 +2,11 @@
 
 The loss is train.vae_loss (reconstruction + beta * KL) on random crops of the training photos (or of a folder of
 your own, --data), optionally mixed with colour-augmented crops and dead leaves (--augment, --dead-leaves: the
-colour-complete mix of issue 12, latentlab.sources), watched on the held-out photos and the ColorChecker chart. The shipped VAE is three runs of this job, each starting from the one before: recipes/vae.toml
-holds their settings, docs/vae.md the trials that chose them. Each run writes its checkpoint and a manifest beside
-it: the command that reproduces it, its settings, what it scored, and the record of the run it started from.
+colour-complete mix of issue 12, latentlab.sources), watched on the held-out photos and the ColorChecker. The
+shipped VAE is three runs of this job, each from the one before: recipes/vae.toml holds their settings, docs/vae.md
+the trials that chose them (recipes/vae_colour.toml and docs/vae-colour.md: a fourth, for colour). Each run writes
+its checkpoint and a manifest beside it: the command that reproduces it, its settings, what it scored, and the
+record of the run it started from. A little over 300 lines: one job's settings, data, loop and record, kept together.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from latentlab.chart import colour_chart, patch_errors
+from latentlab.chart import colorchecker, patch_errors
 from latentlab.checkpoints import (
     check_finite,
     load_finite,
@@ -79,8 +81,9 @@ class VAETraining:
     average: float | None = setting(  # 0.999: roughly the last 1000 steps
         None, "keep a moving average of the weights with this decay (e.g. 0.999) and ship it", DECAY)
     seed: int = setting(0, "seed of the crops, the initial weights and the noise", at_least(0))
-    eval_every: int = setting(1000, "held-out PSNR every N steps and at the end", at_least(1))
-    eval_size: int = setting(256, "side of the held-out photos for that PSNR", at_least(8), smoke=32)
+    eval_every: int = setting(1000, "held-out PSNR and ColorChecker error every N steps and at the end", at_least(1))
+    eval_size: int = setting(256, "side of the held-out photos; the ColorChecker's patches: a quarter of it",
+                             at_least(8), smoke=32)
     checkpoint_every: int = setting(1000, "save the checkpoint every N steps and at the end", at_least(1))
     device: str | None = setting(None, "cpu, cuda or mps (default: the best available)", kind="machine")
     threads: int | None = setting(None, "CPU threads (default: the cores that are free)", at_least(1))
@@ -159,7 +162,7 @@ def describe_data(settings: VAETraining, data: Dataset) -> str:
         crops = plain_crops(data)
         where = (f"latentlab.sources.FolderCrops({settings.data!r}, size={settings.crop}, seed={settings.seed}, "
                  f"scale={settings.crop_scale})")
-        what = f"random crops of {crops.describe()}" if isinstance(crops, FolderCrops) else f"no crops of {settings.data}"
+        what = f"random crops of {crops.describe()}" if crops is not None else f"no crops of {settings.data}"
     if settings.mixed():
         photos = 1 - settings.augment - settings.dead_leaves
         where = (f"latentlab.sources.colour_mix(photos={photos:g}, augmented={settings.augment:g}, "
@@ -174,9 +177,9 @@ def heldout_psnr(model: nn.Module, images: torch.Tensor) -> float:
     return psnr(model(images).clamp(-1, 1), images.to(next(model.parameters()).device)).mean().item()
 
 
-def chart_errors(model: nn.Module, chart: torch.Tensor) -> dict[str, float]:
+def chart_errors(model: nn.Module, chart: torch.Tensor, patch: int = 64) -> dict[str, float]:
     """the ColorChecker's mean and worst patch error (largest channel error of a patch's mean colour, /255)"""
-    errors = patch_errors(model(chart).clamp(-1, 1).cpu()).abs().amax(1)
+    errors = patch_errors(model(chart).clamp(-1, 1).cpu(), patch, patch // 8).abs().amax(1)
     return {"chart_mean": errors.mean().item(), "chart_worst": errors.max().item()}
 
 
@@ -189,7 +192,8 @@ def train_vae(settings: VAETraining | None = None, device: torch.device | str = 
         metadata: called at each save for extra metadata to store beside the VAE's config.
         data: the training items, when already built by training_data(settings).
     The scaling factor is measured at the end on the run's own photo crops, leaves and colour augmentation left out:
-    what the lessons encode (1 / std of the latents, as SD measured 0.18215). Ctrl-C stops early: the checkpoint is still saved whole, and the last history entry says "interrupted".
+    what the lessons encode (1 / std of the latents, as SD measured 0.18215). Ctrl-C stops early: the checkpoint is
+    still saved whole, and the last history entry says "interrupted".
     """
     settings = settings or VAETraining()
     config = vae_config(settings)
@@ -200,7 +204,8 @@ def train_vae(settings: VAETraining | None = None, device: torch.device | str = 
     out = None if settings.out is None else Path(settings.out)
     data = training_data(settings) if data is None else data
     heldout = heldout_images(settings.eval_size).to(device)  # watched during training, never trained on
-    chart = colour_chart()["colorchecker"].to(device)  # the 24 ColorChecker patches, also never trained on
+    patch = max(8, settings.eval_size // 32 * 8)  # 64 at 256 as in `latentlab eval vae`; the chart is never trained on
+    chart = colorchecker(patch).to(device)
     optimizer = torch.optim.AdamW(vae.parameters(), lr=settings.lr, betas=(0.9, 0.99), weight_decay=1e-4)
     schedule = warmup_cosine(settings.steps, warmup=min(100, settings.steps // 10 + 1))
 
@@ -213,7 +218,8 @@ def train_vae(settings: VAETraining | None = None, device: torch.device | str = 
 
     history = fit(vae, loss, batches(data, settings.batch_size, settings.seed), settings.steps, optimizer,
                   torch.optim.lr_scheduler.LambdaLR(optimizer, schedule),
-                  evaluate=lambda model: {"heldout_psnr": heldout_psnr(model, heldout), **chart_errors(model, chart)},
+                  evaluate=lambda model: {"heldout_psnr": heldout_psnr(model, heldout),
+                                          **chart_errors(model, chart, patch)},
                   eval_every=settings.eval_every, checkpoint=out, checkpoint_every=settings.checkpoint_every,
                   metadata=stored, device=device, desc="train vae", average=settings.average)
     with held(), torch.no_grad():  # a Ctrl-C now waits: the scaling factor belongs to the checkpoint
@@ -232,17 +238,17 @@ def run(settings: VAETraining, recipe: dict | None = None) -> int:
     with stop_on_ctrl_c():
         config = vae_config(settings)  # bad settings or a bad --init are refused before anything runs
         VAE(config)  # and so are widths that the groups do not divide
-        data = training_data(settings)  # and an empty or unreadable --data folder
         if settings.init is not None:  # the record shows the architecture actually trained
             settings = replace(settings, block_out_channels=config.block_out_channels,
                                layers_per_block=config.layers_per_block, norm_num_groups=config.norm_num_groups)
         base = _base_record(Path(settings.init)) if settings.init is not None else None
         set_threads(settings.threads)
         device = pick_device(settings.device)
-        line, out = command(settings), Path(settings.out)
-        print(f"{line}\non {describe(device)}", file=sys.stderr)
-        start = time.perf_counter()
+        line, out, commit = command(settings), Path(settings.out), git_commit()  # the code as the run starts
         try:
+            data = training_data(settings)  # an empty or unreadable --data folder is refused before the first line
+            print(f"{line}\non {describe(device)}", file=sys.stderr)
+            start = time.perf_counter()
             vae, history = train_vae(settings, device, metadata=lambda: {"command": line}, data=data)
         except KeyboardInterrupt:
             print("latentlab train vae: interrupted before training began; nothing was written.", file=sys.stderr)
@@ -255,7 +261,7 @@ def run(settings: VAETraining, recipe: dict | None = None) -> int:
                 "name": out.stem,
                 "command": line,
                 **({"recipe": recipe} if recipe else {}),
-                "git_commit": git_commit(),
+                "git_commit": commit,
                 "seed": settings.seed,
                 "data": describe_data(settings, data),
                 "steps": settings.steps,
