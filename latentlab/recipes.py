@@ -48,8 +48,9 @@ def above(low: float) -> Rule:
 
 
 # where a setting belongs: "setting" shapes what is learned; "model" is architecture (a checkpoint given to --init
-# brings its own); "path" is where files are (a recipe names outputs instead); "machine" is where it runs (not in
-# recipes: the same recipe runs on a CPU or a GPU)
+# brings its own); "path" is where files are (a recipe names outputs instead); "machine" is where it runs and what
+# only this machine holds, e.g. a folder of your own photos (not in recipes: the same recipe runs on a CPU or a GPU,
+# from what the package ships)
 Kind = Literal["setting", "model", "path", "machine"]
 
 

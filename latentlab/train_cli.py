@@ -22,7 +22,7 @@ from latentlab.recipes import OneLineParser, add_flags, from_args, read_recipe, 
 
 SETTINGS = {"vae": vae_training.VAETraining, "unet": denoiser_training.DenoiserTraining}
 RUN = {"vae": vae_training.run, "unet": denoiser_job.run}
-HELP = {"vae": "train the course VAE on crops of the bundled photos (lessons 02-03)",
+HELP = {"vae": "train the course VAE on crops of the bundled photos or your own (lessons 02-03)",
         "unet": "train lesson 08's denoiser on Shapes, in latent or pixel space"}
 
 

@@ -1,9 +1,12 @@
 """Training the course VAE (lessons 02-03): its settings `VAETraining`, `train_vae`, and `latentlab train vae`.
 
-The loss is train.vae_loss (reconstruction + beta * KL) on random crops of the training photos, watched on the
-held-out photos. The shipped VAE is three runs of this job, each starting from the one before: recipes/vae.toml
-holds their settings, docs/vae.md the trials that chose them. Each run writes its checkpoint and a manifest beside
-it: the command that reproduces it, its settings, what it scored, and the record of the run it started from.
+The loss is train.vae_loss (reconstruction + beta * KL) on random crops of the training photos (or of a folder of
+your own, --data), optionally mixed with colour-augmented crops and dead leaves (--augment, --dead-leaves: the
+colour-complete mix of issue 12, latentlab.sources), watched on the held-out photos and the ColorChecker. The
+shipped VAE is three runs of this job, each from the one before: recipes/vae.toml holds their settings, docs/vae.md
+the trials that chose them (recipes/vae_colour.toml and docs/vae-colour.md: a fourth, for colour). Each run writes
+its checkpoint and a manifest beside it: the command that reproduces it, its settings, what it scored, and the
+record of the run it started from. A little over 300 lines: one job's settings, data, loop and record, kept together.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ from typing import ClassVar, Literal
 
 import torch
 from torch import nn
+from torch.utils.data import Dataset
 
+from latentlab.chart import colorchecker, patch_errors
 from latentlab.checkpoints import (
     check_finite,
     load_finite,
@@ -32,11 +37,13 @@ from latentlab.errors import InputError
 from latentlab.images import psnr
 from latentlab.interrupts import held, stop_on_ctrl_c, stopping
 from latentlab.recipes import Rule, above, at_least, command, git_commit, setting, shown_path, validate
+from latentlab.sources import FolderCrops, colour_mix
 from latentlab.train import fit, vae_loss, warmup_cosine
 from latentlab.vae import VAE, VAEConfig, estimate_scaling_factor
 
 FRACTIONS = Rule(lambda v: 0 < v[0] <= v[1] <= 1, "two fractions lo,hi with 0 < lo <= hi <= 1")
 WIDTHS = Rule(lambda v: len(v) > 0 and min(v) > 0, "{kind}, each > 0")
+FRACTION = Rule(lambda v: 0 <= v <= 1, "a fraction between 0 and 1")
 DECAY = Rule(lambda v: 0 < v < 1, "a decay strictly between 0 and 1 (e.g. 0.999)")
 CHECKPOINT = Rule(lambda v: v.endswith(".safetensors"), "a path ending in .safetensors (the manifest goes beside it)")
 
@@ -59,6 +66,12 @@ class VAETraining:
     beta: float = setting(1e-5, "KL weight per image value (SD used 1e-6)", at_least(0))
     reconstruction: Literal["mse", "l1"] = setting("mse", "mse (PSNR is a function of it) or l1 (sharper edges)")
     rgb_shuffle: bool = setting(False, "shuffle each crop's colour channels (a colour augmentation)")
+    augment: float = setting(  # photos turned to other hues are still photos: colour without losing photo statistics
+        0.0, "fraction of the crops colour-augmented (hue turn, channel order, saturation, gamma)", FRACTION)
+    dead_leaves: float = setting(  # occluding shapes in colours from the whole RGB cube (latentlab.synthetic)
+        0.0, "fraction of the items that are dead-leaves pictures instead of photo crops", FRACTION)
+    data: str | None = setting(  # not in recipes: a recipe rebuilds from what the package ships
+        None, "a folder of your own images to crop (default: the bundled training photos)", kind="machine")
     block_out_channels: tuple[int, ...] = setting(  # 4 entries: factor 8, like SD
         (16, 16, 32, 64), "channels per resolution", WIDTHS, kind="model")
     layers_per_block: int = setting(1, "ResBlocks per encoder resolution", at_least(1), kind="model")
@@ -68,8 +81,9 @@ class VAETraining:
     average: float | None = setting(  # 0.999: roughly the last 1000 steps
         None, "keep a moving average of the weights with this decay (e.g. 0.999) and ship it", DECAY)
     seed: int = setting(0, "seed of the crops, the initial weights and the noise", at_least(0))
-    eval_every: int = setting(1000, "held-out PSNR every N steps and at the end", at_least(1))
-    eval_size: int = setting(256, "side of the held-out photos for that PSNR", at_least(8), smoke=32)
+    eval_every: int = setting(1000, "held-out PSNR and ColorChecker error every N steps and at the end", at_least(1))
+    eval_size: int = setting(256, "side of the held-out photos; the ColorChecker's patches: a quarter of it",
+                             at_least(8), smoke=32)
     checkpoint_every: int = setting(1000, "save the checkpoint every N steps and at the end", at_least(1))
     device: str | None = setting(None, "cpu, cuda or mps (default: the best available)", kind="machine")
     threads: int | None = setting(None, "CPU threads (default: the cores that are free)", at_least(1))
@@ -78,6 +92,13 @@ class VAETraining:
 
     def __post_init__(self):
         validate(self)
+        if self.augment + self.dead_leaves > 1:
+            raise InputError(f"augment + dead_leaves is {self.augment + self.dead_leaves:g}, more than 1 (the rest are "
+                             "plain photo crops); e.g. --augment 0.3 --dead-leaves 0.3.")
+
+    def mixed(self) -> bool:
+        """whether the run trains on the colour mix (augmented crops or dead leaves), not on plain crops alone"""
+        return self.augment > 0 or self.dead_leaves > 0
 
     def outputs(self) -> list[Path]:
         return [Path(self.out)]
@@ -113,19 +134,66 @@ def shuffle_rgb(batch: torch.Tensor, generator: torch.Generator | None = None) -
     return batch.gather(1, order[:, :, None, None].expand_as(batch))
 
 
+def training_data(settings: VAETraining) -> Dataset:
+    """the run's training items: plain photo crops (as the shipped runs), a folder's crops, or the colour mix"""
+    length = settings.steps * settings.batch_size
+    if settings.mixed():
+        return colour_mix(settings.crop, length, settings.seed, photos=1 - settings.augment - settings.dead_leaves,
+                          augmented=settings.augment, leaves=settings.dead_leaves, scale=settings.crop_scale,
+                          data=settings.data)
+    if settings.data is not None:
+        return FolderCrops(settings.data, settings.crop, length, settings.seed, settings.crop_scale)
+    return PhotoCrops(size=settings.crop, split="train", length=length, seed=settings.seed, scale=settings.crop_scale)
+
+
+def plain_crops(data: Dataset) -> Dataset | None:
+    """the photo (or folder) crops of a run's data, without augmentation or leaves; None for leaves alone"""
+    sources = getattr(data, "sources", [])  # a mix holds the crops themselves, and inside the augmented ones
+    return next((s for s in [data, *sources, *(getattr(s, "dataset", None) for s in sources)]
+                 if isinstance(s, (PhotoCrops, FolderCrops))), None)
+
+
+def describe_data(settings: VAETraining, data: Dataset) -> str:
+    """the manifest's "data" line: which items the run trained on"""
+    if settings.data is None:
+        where = f"latentlab.data.PhotoCrops({settings.crop}, 'train', seed={settings.seed}, scale={settings.crop_scale})"
+        what = f"random crops of the training photos ({', '.join(TRAIN_PHOTOS)})"
+    else:
+        crops = plain_crops(data)
+        where = (f"latentlab.sources.FolderCrops({settings.data!r}, size={settings.crop}, seed={settings.seed}, "
+                 f"scale={settings.crop_scale})")
+        what = f"random crops of {crops.describe()}" if crops is not None else f"no crops of {settings.data}"
+    if settings.mixed():
+        photos = 1 - settings.augment - settings.dead_leaves
+        where = (f"latentlab.sources.colour_mix(photos={photos:g}, augmented={settings.augment:g}, "
+                 f"leaves={settings.dead_leaves:g}) of {where}")
+        what += (f"; of all items {photos:.0%} plain crops, {settings.augment:.0%} colour-augmented crops "
+                 f"(latentlab.augment), {settings.dead_leaves:.0%} dead leaves in random colours (latentlab.synthetic)")
+    return f"{where}: {what}; the held-out photos are never trained on"
+
+
 def heldout_psnr(model: nn.Module, images: torch.Tensor) -> float:
     """mean PSNR (dB) of the model's reconstructions (posterior mean, clamped to [-1, 1]) of held-out images."""
     return psnr(model(images).clamp(-1, 1), images.to(next(model.parameters()).device)).mean().item()
 
 
-def train_vae(settings: VAETraining | None = None, device: torch.device | str = "cpu", metadata=None):
-    """Train a course VAE on random crops of the training photos -> (vae, history).
+def chart_errors(model: nn.Module, chart: torch.Tensor, patch: int = 64) -> dict[str, float]:
+    """the ColorChecker's mean and worst patch error (largest channel error of a patch's mean colour, /255)"""
+    errors = patch_errors(model(chart).clamp(-1, 1).cpu(), patch, patch // 8).abs().amax(1)
+    return {"chart_mean": errors.mean().item(), "chart_worst": errors.max().item()}
+
+
+def train_vae(settings: VAETraining | None = None, device: torch.device | str = "cpu", metadata=None,
+              data: Dataset | None = None):
+    """Train a course VAE on random crops of the training photos (or the settings' mix) -> (vae, history).
 
     Args:
         settings: what to train and how (default: VAETraining(), the first run of the shipped VAE).
         metadata: called at each save for extra metadata to store beside the VAE's config.
-    The scaling factor is measured at the end on the run's own crops (1 / std of the latents, as SD measured
-    0.18215). Ctrl-C stops early: the checkpoint is still saved whole, and the last history entry says "interrupted".
+        data: the training items, when already built by training_data(settings).
+    The scaling factor is measured at the end on the run's own photo crops, leaves and colour augmentation left out:
+    what the lessons encode (1 / std of the latents, as SD measured 0.18215). Ctrl-C stops early: the checkpoint is
+    still saved whole, and the last history entry says "interrupted".
     """
     settings = settings or VAETraining()
     config = vae_config(settings)
@@ -134,9 +202,10 @@ def train_vae(settings: VAETraining | None = None, device: torch.device | str = 
     if settings.init is not None:
         load_finite(settings.init, vae)
     out = None if settings.out is None else Path(settings.out)
-    data = PhotoCrops(size=settings.crop, split="train", length=settings.steps * settings.batch_size,
-                      seed=settings.seed, scale=settings.crop_scale)
+    data = training_data(settings) if data is None else data
     heldout = heldout_images(settings.eval_size).to(device)  # watched during training, never trained on
+    patch = max(8, settings.eval_size // 32 * 8)  # 64 at 256 as in `latentlab eval vae`; the chart is never trained on
+    chart = colorchecker(patch).to(device)
     optimizer = torch.optim.AdamW(vae.parameters(), lr=settings.lr, betas=(0.9, 0.99), weight_decay=1e-4)
     schedule = warmup_cosine(settings.steps, warmup=min(100, settings.steps // 10 + 1))
 
@@ -149,11 +218,13 @@ def train_vae(settings: VAETraining | None = None, device: torch.device | str = 
 
     history = fit(vae, loss, batches(data, settings.batch_size, settings.seed), settings.steps, optimizer,
                   torch.optim.lr_scheduler.LambdaLR(optimizer, schedule),
-                  evaluate=lambda model: {"heldout_psnr": heldout_psnr(model, heldout)},
+                  evaluate=lambda model: {"heldout_psnr": heldout_psnr(model, heldout),
+                                          **chart_errors(model, chart, patch)},
                   eval_every=settings.eval_every, checkpoint=out, checkpoint_every=settings.checkpoint_every,
                   metadata=stored, device=device, desc="train vae", average=settings.average)
     with held(), torch.no_grad():  # a Ctrl-C now waits: the scaling factor belongs to the checkpoint
-        sample = torch.stack([data[i] for i in range(min(len(data), 256))])
+        crops = plain_crops(data) or PhotoCrops(settings.crop, "train", 256, settings.seed, settings.crop_scale)
+        sample = torch.stack([crops[i] for i in range(min(len(crops), 256))])
         vae.config.scaling_factor = round(estimate_scaling_factor(vae, sample, generator), 5)
         if out is not None:
             save_checkpoint(out, vae, {**stored(), "step": len(history)})
@@ -173,11 +244,12 @@ def run(settings: VAETraining, recipe: dict | None = None) -> int:
         base = _base_record(Path(settings.init)) if settings.init is not None else None
         set_threads(settings.threads)
         device = pick_device(settings.device)
-        line, out = command(settings), Path(settings.out)
-        print(f"{line}\non {describe(device)}", file=sys.stderr)
-        start = time.perf_counter()
+        line, out, commit = command(settings), Path(settings.out), git_commit()  # the code as the run starts
         try:
-            vae, history = train_vae(settings, device, metadata=lambda: {"command": line})
+            data = training_data(settings)  # an empty or unreadable --data folder is refused before the first line
+            print(f"{line}\non {describe(device)}", file=sys.stderr)
+            start = time.perf_counter()
+            vae, history = train_vae(settings, device, metadata=lambda: {"command": line}, data=data)
         except KeyboardInterrupt:
             print("latentlab train vae: interrupted before training began; nothing was written.", file=sys.stderr)
             return 130
@@ -189,11 +261,9 @@ def run(settings: VAETraining, recipe: dict | None = None) -> int:
                 "name": out.stem,
                 "command": line,
                 **({"recipe": recipe} if recipe else {}),
-                "git_commit": git_commit(),
+                "git_commit": commit,
                 "seed": settings.seed,
-                "data": f"latentlab.data.PhotoCrops(size={settings.crop}, split='train', seed={settings.seed}, "
-                        f"scale={settings.crop_scale}): random crops of the training photos ({', '.join(TRAIN_PHOTOS)}); "
-                        "the held-out photos are never trained on",
+                "data": describe_data(settings, data),
                 "steps": settings.steps,
                 "steps_done": len(history),
                 "interrupted": interrupted,
@@ -214,7 +284,8 @@ def run(settings: VAETraining, recipe: dict | None = None) -> int:
             print(f"latentlab train vae: interrupted after {len(history)} of {settings.steps} steps; wrote {out} and "
                   f"{out.with_suffix('.json')} (marked interrupted, not evaluated).", file=sys.stderr)
         else:
-            score = f"; held-out PSNR {last['heldout_psnr']:.2f} dB" if "heldout_psnr" in last else ""
+            score = (f"; held-out PSNR {last['heldout_psnr']:.2f} dB, ColorChecker mean {last['chart_mean']:.1f}/255"
+                     if "heldout_psnr" in last else "")
             print(f"wrote {out} and {out.with_suffix('.json')} after {len(history)} steps in {wall:.0f} s{score}",
                   file=sys.stderr)
         return 130 if interrupted or stopping() else 0

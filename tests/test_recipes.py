@@ -4,6 +4,7 @@ made the shipped weights, and the whole rebuild chain (`make weights`) run small
 import json
 import re
 import shlex
+import shutil
 from dataclasses import asdict, fields
 from pathlib import Path
 
@@ -94,6 +95,8 @@ def test_settings_are_checked_however_they_are_made():
         ("unet", ["--beta-schedule", "cosine"], "--beta-schedule must be one of linear, scaled_linear"),
         ("unet", ["--lr", "inf"], "--lr must be a number > 0, not inf."),
         ("vae", ["--beta", "nan"], "--beta must be a number >= 0, not nan."),
+        ("vae", ["--augment", "1.5"], "--augment must be a fraction between 0 and 1, not 1.5."),
+        ("vae", ["--dead-leaves", "-0.1"], "--dead-leaves must be a fraction between 0 and 1, not -0.1."),
     ],
 )
 def test_out_of_range_flags_get_one_sentence_and_exit_2(job, args, words, capsys, tmp_path):
@@ -121,6 +124,7 @@ def test_recipes_name_outputs_never_paths():
         ('[[stage]]\nname = "x"\njob = "vae"\neval_every = 0\n', "stage 1 (x): eval_every must be an integer >= 1"),
         ('[[stage]]\nname = "x"\njob = "vae"\nout = "x.safetensors"\n', "'out' is not a recipe setting"),
         ('[[stage]]\nname = "x"\njob = "vae"\ndevice = "cuda"\n', "'device' is not a recipe setting"),
+        ('[[stage]]\nname = "x"\njob = "vae"\ndata = "photos"\n', "'data' is not a recipe setting"),
         ('[[stage]]\nname = "x"\njob = "gan"\n', "job must be one of vae, unet"),
         ('[[stage]]\nname = "X/1"\njob = "vae"\n', "name must be a lower-case word"),
         ("steps = 3\n", "one or more [[stage]] tables"),
@@ -220,3 +224,21 @@ def test_a_stage_may_not_overwrite_an_earlier_one_and_the_commit_is_unknown_outs
     assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?", recipes.git_commit())
     monkeypatch.setattr(recipes, "ROOT", tmp_path)  # an installed copy: no .git beside the package
     assert recipes.git_commit() == "unknown"
+
+
+def test_the_colour_stage_continues_the_shipped_vae_on_the_colour_mix(tmp_path, capsys):
+    for suffix in (".safetensors", ".json"):  # the shipped VAE, as `init = "vae"` finds it in the output folder
+        shutil.copy(WEIGHTS_DIR / f"vae{suffix}", tmp_path / f"vae{suffix}")
+    assert main(["train", "recipe", str(RECIPES / "vae_colour.toml"), "--smoke", "--out-dir", str(tmp_path)]) == 0
+    capsys.readouterr()
+    made = json.loads((tmp_path / "vae_colour.json").read_text())
+    shipped = json.loads((WEIGHTS_DIR / "vae.json").read_text())
+    assert made["base"]["sha256"] == shipped["sha256"] == sha256_file(tmp_path / "vae.safetensors")
+    assert _recorded_commands(made)[:-1] == _recorded_commands(shipped)  # the shipped chain, then this stage
+    assert made["data"].startswith("latentlab.sources.colour_mix(photos=0.4, augmented=0.3, leaves=0.3)")
+    assert made["recipe"] == {"file": "recipes/vae_colour.toml", "stage": "vae_colour", "smoke": True}
+    # beside the shipped VAE's last stage, it changes the data and the optimisation, never the crops or the loss
+    last, colour = (recipes.read_recipe(RECIPES / f"{name}.toml", SETTINGS)[-1].settings for name in ("vae", "vae_colour"))
+    changed = {k for k, v in _what_is_learned(colour).items() if v != _what_is_learned(last)[k]}
+    assert changed == {"augment", "dead_leaves", "lr", "average", "seed", "steps", "eval_every", "checkpoint_every"}
+    assert colour.init == "vae" and last.augment == last.dead_leaves == 0

@@ -3,14 +3,21 @@ refusing bad options in one line) and its colour augmentation."""
 
 import json
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from latentlab.checkpoints import load_checkpoint, save_checkpoint, sha256_file
 from latentlab.cli import main
+from latentlab.data import PhotoCrops
+from latentlab.errors import InputError
+from latentlab.sources import FolderCrops
 from latentlab.vae import VAE, VAEConfig
-from latentlab.vae_training import shuffle_rgb
+from latentlab.vae_training import VAETraining, plain_crops, shuffle_rgb, training_data
 
+TINY_RUN = ["--steps", "2", "--batch-size", "2", "--crop", "16", "--block-out-channels", "8,16", "--norm-num-groups",
+            "4", "--eval-every", "2", "--eval-size", "32", "--threads", "1", "--device", "cpu"]
 TINY = VAEConfig(block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4)
 
 
@@ -35,7 +42,8 @@ def test_shuffle_rgb_permutes_each_images_channels():
 def test_train_vae_command_writes_weights_and_manifest(tmp_path, capsys):
     out = tmp_path / "tiny.safetensors"
     code = main(["train", "vae", "--steps", "2", "--batch-size", "2", "--crop", "16", "--block-out-channels", "8,16",
-                 "--norm-num-groups", "4", "--eval-every", "2", "--threads", "1", "--device", "cpu", "--out", str(out)])
+                 "--norm-num-groups", "4", "--eval-every", "2", "--eval-size", "32", "--threads", "1", "--device", "cpu",
+                 "--out", str(out)])
     assert code == 0
     manifest = json.loads(out.with_suffix(".json").read_text())
     assert manifest["sha256"] == sha256_file(out)
@@ -51,11 +59,11 @@ def test_train_vae_command_writes_weights_and_manifest(tmp_path, capsys):
 def test_train_vae_command_continues_from_a_checkpoint(tmp_path):
     first = tmp_path / "first.safetensors"
     assert main(["train", "vae", "--steps", "2", "--batch-size", "2", "--crop", "16", "--block-out-channels", "8,16",
-                 "--norm-num-groups", "4", "--eval-every", "2", "--threads", "1", "--device", "cpu",
+                 "--norm-num-groups", "4", "--eval-every", "2", "--eval-size", "32", "--threads", "1", "--device", "cpu",
                  "--out", str(first)]) == 0
     second = tmp_path / "second.safetensors"
     assert main(["train", "vae", "--init", str(first), "--steps", "3", "--batch-size", "1", "--crop", "32",
-                 "--average", "0.9", "--seed", "1", "--eval-every", "3", "--threads", "1", "--device", "cpu",
+                 "--average", "0.9", "--seed", "1", "--eval-every", "3", "--eval-size", "32", "--threads", "1", "--device", "cpu",
                  "--out", str(second)]) == 0
     manifest = json.loads(second.with_suffix(".json").read_text())
     first_manifest = json.loads(first.with_suffix(".json").read_text())
@@ -72,7 +80,7 @@ def test_train_vae_command_continues_from_a_checkpoint(tmp_path):
 def test_train_vae_command_checks_the_crop_against_the_checkpoints_factor(tmp_path, capsys):
     first = tmp_path / "first.safetensors"  # factor 16: five resolutions (the command-line default is factor 8)
     assert main(["train", "vae", "--steps", "1", "--batch-size", "1", "--crop", "16", "--block-out-channels",
-                 "8,8,8,8,8", "--norm-num-groups", "4", "--eval-every", "1", "--threads", "1", "--device", "cpu",
+                 "8,8,8,8,8", "--norm-num-groups", "4", "--eval-every", "1", "--eval-size", "32", "--threads", "1", "--device", "cpu",
                  "--out", str(first)]) == 0
     capsys.readouterr()
     assert main(["train", "vae", "--init", str(first), "--crop", "24", "--out", str(tmp_path / "x.safetensors")]) == 2
@@ -107,3 +115,81 @@ def test_train_vae_command_checks_the_crop_against_the_vae_factor(capsys, tmp_pa
     assert main(["train", "vae", "--crop", "20", "--out", str(tmp_path / "x.safetensors")]) == 2
     err = capsys.readouterr().err
     assert "crop 20 must be a multiple of the VAE factor 8" in err and err.count("\n") == 1
+
+
+def _flat_pngs(folder, colour=(0, 255, 0), n=2, size=(40, 48)):
+    """n flat images of one colour (pure green by default) as PNG files"""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        Image.fromarray(np.full((*size, 3), colour, dtype=np.uint8)).save(folder / f"flat{i}.png")
+    return folder
+
+
+def test_training_data_is_the_shipped_runs_crops_unless_a_mix_or_a_folder_is_asked_for(tmp_path):
+    plain = training_data(VAETraining(steps=4, batch_size=2, crop=16, seed=3))
+    reference = PhotoCrops(16, "train", 8, 3, (0.06, 0.3))
+    assert all(torch.equal(plain[i], reference[i]) for i in range(8))  # item for item, as before the mix existed
+    mix = training_data(VAETraining(steps=4, batch_size=2, crop=16, augment=0.3, dead_leaves=0.3))
+    assert mix.names == ["photos", "augmented", "leaves"]
+    assert torch.allclose(mix.probabilities, torch.tensor([0.4, 0.3, 0.3], dtype=torch.float64))
+    assert isinstance(plain_crops(mix), PhotoCrops)  # the scaling factor is measured on these, not on the leaves
+    leaves = training_data(VAETraining(steps=4, batch_size=2, crop=16, dead_leaves=1.0))
+    assert leaves.names == ["leaves"] and plain_crops(leaves) is None
+
+    green = _flat_pngs(tmp_path / "green")
+    folder = training_data(VAETraining(steps=4, batch_size=2, crop=16, data=str(green)))
+    assert isinstance(folder, FolderCrops)
+    items = torch.stack([folder[i] for i in range(8)])
+    assert torch.allclose(items, torch.tensor([-1.0, 1.0, -1.0])[None, :, None, None].expand_as(items), atol=0.02)
+    turned = training_data(VAETraining(steps=8, batch_size=2, crop=16, data=str(green), augment=1.0))
+    means = torch.stack([turned[i].mean((1, 2)) for i in range(16)])  # each augmented crop's colour
+    assert (means - torch.tensor([-1.0, 1.0, -1.0])).abs().amax(1).gt(0.3).sum() >= 8  # most are green no longer
+
+
+def test_train_vae_command_trains_on_the_colour_mix(tmp_path):
+    out = tmp_path / "mix.safetensors"
+    assert main(["train", "vae", *TINY_RUN, "--augment", "0.3", "--dead-leaves", "0.3", "--out", str(out)]) == 0
+    manifest = json.loads(out.with_suffix(".json").read_text())
+    assert "--augment 0.3 --dead-leaves 0.3" in manifest["command"]
+    assert manifest["data"].startswith("latentlab.sources.colour_mix(photos=0.4, augmented=0.3, leaves=0.3) of "
+                                       "latentlab.data.PhotoCrops(16, 'train'")
+    assert "30% dead leaves" in manifest["data"]
+    final = manifest["final"]  # the ColorChecker is watched beside the held-out photos
+    assert "heldout_psnr" in final and 0 <= final["chart_mean"] <= final["chart_worst"] <= 255
+    plain = tmp_path / "plain.safetensors"
+    assert main(["train", "vae", *TINY_RUN, "--out", str(plain)]) == 0
+    data = json.loads(plain.with_suffix(".json").read_text())["data"]
+    assert data.startswith("latentlab.data.PhotoCrops(16, 'train', seed=0") and "colour_mix" not in data
+
+
+def test_train_vae_command_trains_on_a_folder_of_your_own_images(tmp_path):
+    folder = _flat_pngs(tmp_path / "mine", colour=(20, 200, 180), n=3)
+    (folder / "broken.png").write_bytes(b"not a png")
+    out = tmp_path / "mine.safetensors"
+    assert main(["train", "vae", *TINY_RUN, "--data", str(folder), "--dead-leaves", "0.5", "--out", str(out)]) == 0
+    manifest = json.loads(out.with_suffix(".json").read_text())
+    assert f"--data {folder}" in manifest["command"]
+    assert f"FolderCrops({str(folder)!r}, size=16" in manifest["data"]
+    assert f"3 images from {folder}; skipped 1 unreadable file(s), e.g. broken.png" in manifest["data"]
+
+
+@pytest.mark.parametrize("contents", [{}, {"a.png": b"garbage", "b.jpg": b"also garbage"}], ids=["empty", "unreadable"])
+def test_train_vae_command_refuses_an_empty_or_unreadable_data_folder_in_one_sentence(contents, tmp_path, capsys):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name, data in contents.items():
+        (folder / name).write_bytes(data)
+    out = tmp_path / "out" / "x.safetensors"
+    assert main(["train", "vae", *TINY_RUN, "--data", str(folder), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(folder) in err and ("no image files" in err or "could be read" in err)
+    assert not out.parent.exists()  # refused before anything ran or was written
+
+
+def test_the_mix_weights_must_leave_room_for_the_photos(capsys, tmp_path):
+    with pytest.raises(InputError, match="augment \\+ dead_leaves is 1.1, more than 1"):
+        VAETraining(augment=0.6, dead_leaves=0.5)
+    assert VAETraining(augment=0.5, dead_leaves=0.5).mixed()  # all augmented or leaves: allowed
+    assert main(["train", "vae", "--augment", "0.7", "--dead-leaves", "0.7", "--out", str(tmp_path / "x.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert "more than 1 (the rest are plain photo crops)" in err and err.count("\n") == 1
