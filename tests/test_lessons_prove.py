@@ -29,3 +29,47 @@ def test_the_course_map_in_lesson_00_names_every_lesson_and_no_missing_one():
     rows = [int(n) for n in re.findall(r"^\| (\d\d) \|", the_map, flags=re.M)]
     assert rows == [n for n in lessons if n > 0], "lesson 00's map should list lessons 01 onwards, each that exists"
     assert not re.search(r"not in this release|being written|coming soon", the_map, flags=re.I)
+
+
+BREAK_RESBLOCK_RESIDUAL = '''
+import torch.nn.functional as F
+from latentlab import blocks
+
+def _no_residual(self, x, temb=None):  # a ResBlock that forgets to add its input back
+    h = self.conv1(F.silu(self.norm1(x)))
+    if self.time_emb_proj is not None and temb is not None:
+        h = h + self.time_emb_proj(F.silu(temb))[:, :, None, None]
+    return self.conv2(self.dropout(F.silu(self.norm2(h))))
+
+blocks.ResBlock.forward = _no_residual
+'''
+
+BREAK_UNET_SKIPS = '''
+import torch
+from latentlab import unet
+
+def _empty_skips(self, x, skips, temb):  # an up stage that concatenates zeros where the skip's content belongs
+    for i, resnet in enumerate(self.resnets):
+        x = resnet(torch.cat([x, torch.zeros_like(skips.pop())], dim=1), temb)
+        if self.attentions:
+            x = self.attentions[i](x)
+    for upsampler in self.upsamplers:
+        x = upsampler(x)
+    return x
+
+unet.UpBlock.forward = _empty_skips
+'''
+
+
+@pytest.mark.parametrize("lesson,breakage,message", [
+    ("02_autoencoder.ipynb", BREAK_RESBLOCK_RESIDUAL, "latentlab's ResBlock does not compute what diffusers' "
+                                                      "ResnetBlock2D does"),
+    ("06_unet.ipynb", BREAK_UNET_SKIPS, "latentlab's UNet does not compute what diffusers' UNet2DModel does"),
+], ids=["02-resblock-without-residual", "06-unet-without-skips"])
+def test_a_broken_building_block_fails_the_lesson_that_uses_it(lesson, breakage, message):
+    nb = nbformat.read(NOTEBOOKS / lesson, as_version=4)
+    nb.cells.insert(0, nbformat.v4.new_code_cell(breakage))
+    client = NotebookClient(nb, timeout=600, kernel_name="python3",
+                            resources={"metadata": {"path": str(NOTEBOOKS)}})
+    with pytest.raises(CellExecutionError, match=re.escape(message)):
+        client.execute()
