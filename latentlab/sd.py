@@ -352,7 +352,7 @@ def banner(codec: LatentCodec) -> None:
     if not _in_kernel():  # a terminal, a script, a test: one line
         print(line)
         return
-    from IPython.display import display
+    from IPython.display import display  # lazy: only inside a Jupyter kernel, where IPython is loaded already
 
     box = (f'<div style="background:{colour};border-left:6px solid {border};padding:8px 12px;margin:4px 0;'
            f'color:#222;font-size:110%"><b>{html.escape(head)}</b>: {html.escape(body)}</div>')

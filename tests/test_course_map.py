@@ -19,7 +19,8 @@ course_map = sys.modules[_spec.name] = importlib.util.module_from_spec(_spec)  #
 _spec.loader.exec_module(course_map)
 
 # test files that check the repository as a whole rather than one module of latentlab
-REPOSITORY_CHECKS = {"browser", "course_map", "imports", "install_pins", "make_lab", "notebook_hygiene", "offline"}
+REPOSITORY_CHECKS = {"browser", "course_map", "imports", "install_pins", "lessons_prove", "make_lab", "notebook_hygiene",
+                     "offline"}
 
 
 def _code(source: str) -> dict:

@@ -3,7 +3,8 @@ course map names exactly the lessons that exist.
 
 Each broken-block test runs one lesson in quick mode with a first cell that breaks one piece of latentlab in the
 kernel, and expects the lesson's own check (an assert with a message, in the cell that states the claim) to stop
-it. Both lessons stop early, at the first comparison with diffusers, so the two runs take seconds.
+it. Lessons 02 and 06 stop early, at the first comparison with diffusers, so those runs take seconds; lesson 05
+(a broken `q_sample`) runs until its jump check, about as long as its own notebook test.
 """
 
 import json
@@ -72,4 +73,37 @@ def test_a_broken_building_block_fails_the_lesson_that_uses_it(lesson, breakage,
     client = NotebookClient(nb, timeout=600, kernel_name="python3",
                             resources={"metadata": {"path": str(NOTEBOOKS)}})
     with pytest.raises(CellExecutionError, match=re.escape(message)):
+        client.execute()
+
+
+# lesson 05 states that one jump of q_sample lands exactly where 500 single steps do, and asserts it: with the signal
+# scaled by alpha_bar instead of its square root (a classic slip), the run must stop at that assertion
+BREAK_Q_SAMPLE = '''
+import latentlab.diffusion
+
+
+def broken_q_sample(x0, t, noise, alphas_cumprod):  # the slip: alpha_bar where its square root belongs
+    t = torch.as_tensor(t).reshape(-1)
+    a = alphas_cumprod[t].reshape(-1, *([1] * (x0.ndim - 1)))
+    return a * x0 + (1 - a).sqrt() * noise
+
+
+latentlab.diffusion.q_sample = broken_q_sample
+'''
+
+
+def _imports_cell(nb) -> int:
+    """index of the lesson's first code cell after the Colab setup cell: its imports"""
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "code" and "latentlab-setup" not in cell.metadata.get("tags", []):
+            assert "from latentlab import" in cell.source, "lesson 05's first code cell should be its imports"
+            return i
+    raise AssertionError("lesson 05 has no code cell")
+
+
+def test_a_broken_q_sample_fails_lesson_05_at_its_own_check():
+    nb = nbformat.read(NOTEBOOKS / "05_forward_diffusion.ipynb", as_version=4)
+    nb.cells.insert(_imports_cell(nb) + 1, nbformat.v4.new_code_cell(BREAK_Q_SAMPLE))
+    client = NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}})
+    with pytest.raises(CellExecutionError, match=r"AssertionError.*the jump is not exact"):
         client.execute()
