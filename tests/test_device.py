@@ -117,3 +117,14 @@ def test_set_threads():
         assert device.set_threads(1) == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_describe_names_the_cpu_threads_in_good_english():
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert device.describe(torch.device("cpu")) == "cpu (1 thread)"
+        torch.set_num_threads(2)
+        assert device.describe(torch.device("cpu")) == "cpu (2 threads)"
+    finally:
+        torch.set_num_threads(before)

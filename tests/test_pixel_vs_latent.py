@@ -239,7 +239,7 @@ def test_cli_json_has_the_contract_keys():
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)  # one JSON object, nothing else on stdout
     assert set(list(result)[:7]) == CONTRACT_KEYS  # the keys the README promises come first
-    assert result["device"] == "cpu (1 threads)" and result["resolution"] == 64 and result["factor"] == 8
+    assert result["device"] == "cpu (1 thread)" and result["resolution"] == 64 and result["factor"] == 8
     assert result["latent"]["shape"] == [1, 4, 8, 8] and result["pixel"]["shape"] == [1, 3, 64, 64]
     assert result["pixel_ms_per_step"] == result["pixel"]["ms_per_step"]
     assert result["speedup"] == pytest.approx(result["pixel_ms_per_step"] / result["latent_ms_per_step"])
