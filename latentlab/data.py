@@ -114,18 +114,26 @@ class PhotoCrops(Dataset):
     def __getitem__(self, index: int) -> torch.Tensor:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
         photo = self.photos[int(torch.multinomial(self.weights, 1, generator=g))]
-        h, w = photo.shape[-2:]
-        lo, hi = self.scale
-        side = int(min(h, w) * (lo + (hi - lo) * torch.rand(1, generator=g).item()))
-        side = max(side, min(self.size, h, w))
-        top = int(torch.randint(0, h - side + 1, (1,), generator=g))
-        left = int(torch.randint(0, w - side + 1, (1,), generator=g))
-        crop = photo[None, :, top : top + side, left : left + side]
-        if side != self.size:
-            crop = resize(crop, (self.size, self.size))
-        if self.flip and torch.rand(1, generator=g).item() < 0.5:
-            crop = crop.flip(-1)
-        return crop[0]
+        return random_crop(photo, g, self.size, self.scale, self.flip)
+
+
+def random_crop(photo: torch.Tensor, g: torch.Generator, size: int, scale: tuple[float, float], flip: bool) -> torch.Tensor:
+    """(3, H, W) float in [-1, 1] or uint8 -> (3, size, size) in [-1, 1]: a random square whose side is a `scale`
+    fraction of the shorter side (never below `size` where the photo allows), resized, maybe mirrored; drawn from g"""
+    h, w = photo.shape[-2:]
+    lo, hi = scale
+    side = int(min(h, w) * (lo + (hi - lo) * torch.rand(1, generator=g).item()))
+    side = max(side, min(size, h, w))
+    top = int(torch.randint(0, h - side + 1, (1,), generator=g))
+    left = int(torch.randint(0, w - side + 1, (1,), generator=g))
+    crop = photo[None, :, top : top + side, left : left + side]  # (1, 3, side, side)
+    if crop.dtype == torch.uint8:
+        crop = crop.float() / 127.5 - 1
+    if side != size:
+        crop = resize(crop, (size, size))
+    if flip and torch.rand(1, generator=g).item() < 0.5:
+        crop = crop.flip(-1)
+    return crop[0]
 
 
 # ---- generated shapes: a dataset a CPU can learn in minutes, and whose samples can be checked exactly

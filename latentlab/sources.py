@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import Dataset
 
 from latentlab.augment import ColourAugmented, ColourJitter
-from latentlab.data import PhotoCrops
+from latentlab.data import PhotoCrops, random_crop
 from latentlab.errors import InputError
 from latentlab.images import load_image, resize
 from latentlab.synthetic import DeadLeaves
@@ -74,18 +74,8 @@ class FolderCrops(Dataset):
 
     def __getitem__(self, index: int) -> torch.Tensor:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
-        photo = self.photos[int(torch.multinomial(self.weights, 1, generator=g))]
-        h, w = photo.shape[-2:]
-        lo, hi = self.scale
-        side = max(1, int(min(h, w) * (lo + (hi - lo) * torch.rand(1, generator=g).item())))
-        top = int(torch.randint(0, h - side + 1, (1,), generator=g))
-        left = int(torch.randint(0, w - side + 1, (1,), generator=g))
-        crop = photo[None, :, top : top + side, left : left + side].float() / 127.5 - 1  # (1, 3, side, side)
-        if side != self.size:
-            crop = resize(crop, (self.size, self.size))
-        if self.flip and torch.rand(1, generator=g).item() < 0.5:
-            crop = crop.flip(-1)
-        return crop[0]
+        photo = self.photos[int(torch.multinomial(self.weights, 1, generator=g))]  # uint8 (3, H, W)
+        return random_crop(photo, g, self.size, self.scale, self.flip)
 
     def describe(self) -> str:
         """one line: how many images, and how many files were skipped"""
