@@ -73,7 +73,26 @@ def heldout_images(size: int = 256) -> torch.Tensor:
     return torch.cat([load_photo(name, size) for name in HELDOUT_PHOTOS])
 
 
-class PhotoCrops(Dataset):
+class RandomCrops(Dataset):
+    """crops of `self.photos` (set by a subclass with size, length, seed, scale, flip): a photo drawn in proportion
+    to its area, so every region is about equally likely, then `random_crop`; deterministic in (seed, index)"""
+
+    photos: list[torch.Tensor]
+
+    def weigh_by_area(self) -> None:
+        areas = torch.tensor([p.shape[-1] * p.shape[-2] for p in self.photos], dtype=torch.float64)
+        self.weights = areas / areas.sum()
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
+        photo = self.photos[int(torch.multinomial(self.weights, 1, generator=g))]
+        return random_crop(photo, g, self.size, self.scale, self.flip)
+
+
+class PhotoCrops(RandomCrops):
     """random crops (random scale, horizontal flip) of the bundled photos, deterministic per index"""
 
     def __init__(
@@ -104,17 +123,7 @@ class PhotoCrops(Dataset):
             if short > max_side:
                 x = resize(x, max_side)
             self.photos.append(x[0])
-        # photos are drawn in proportion to their area, so every region is about equally likely
-        areas = torch.tensor([p.shape[-1] * p.shape[-2] for p in self.photos], dtype=torch.float64)
-        self.weights = areas / areas.sum()
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitem__(self, index: int) -> torch.Tensor:
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
-        photo = self.photos[int(torch.multinomial(self.weights, 1, generator=g))]
-        return random_crop(photo, g, self.size, self.scale, self.flip)
+        self.weigh_by_area()
 
 
 def random_crop(photo: torch.Tensor, g: torch.Generator, size: int, scale: tuple[float, float], flip: bool) -> torch.Tensor:

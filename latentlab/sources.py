@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import Dataset
 
 from latentlab.augment import ColourAugmented, ColourJitter
-from latentlab.data import PhotoCrops, random_crop
+from latentlab.data import PhotoCrops, RandomCrops
 from latentlab.errors import InputError
 from latentlab.images import load_image, resize
 from latentlab.synthetic import DeadLeaves
@@ -23,7 +23,7 @@ from latentlab.synthetic import DeadLeaves
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
-class FolderCrops(Dataset):
+class FolderCrops(RandomCrops):
     """random crops (random scale, horizontal flip) of the images in a folder, deterministic per index.
 
     Every image is decoded once, shrunk so its shorter side is at most `max_side`, and kept as uint8 (about
@@ -65,17 +65,7 @@ class FolderCrops(Dataset):
         if not self.photos:
             path, why = self.skipped[0]
             raise InputError(f"none of the {len(files)} image files in {root} could be read (first: {why}); use PNG or JPEG photos.")
-        # images are drawn in proportion to their area, so every region is about equally likely
-        areas = torch.tensor([p.shape[-1] * p.shape[-2] for p in self.photos], dtype=torch.float64)
-        self.weights = areas / areas.sum()
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitem__(self, index: int) -> torch.Tensor:
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
-        photo = self.photos[int(torch.multinomial(self.weights, 1, generator=g))]  # uint8 (3, H, W)
-        return random_crop(photo, g, self.size, self.scale, self.flip)
+        self.weigh_by_area()  # photos kept as uint8 (3, H, W); random_crop converts each crop
 
     def describe(self) -> str:
         """one line: how many images, and how many files were skipped"""
