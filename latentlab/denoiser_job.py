@@ -90,7 +90,7 @@ def run(settings: DenoiserTraining, recipe: dict | None = None) -> int:
             model, history = train_denoiser(
                 data, config, steps=settings.steps, batch_size=settings.batch_size, lr=settings.lr,
                 beta_schedule=settings.beta_schedule, seed=settings.seed, time_budget_s=settings.time_budget,
-                min_snr_gamma=settings.min_snr_gamma or None, out=out, checkpoint_every=settings.checkpoint_every,
+                min_snr_gamma=settings.min_snr_gamma or None, average=settings.average, out=out, checkpoint_every=settings.checkpoint_every,
                 device=device, desc=f"train unet ({settings.space})",
                 metadata=lambda: {"config": asdict(config), "command": line, **extra})
         except KeyboardInterrupt:

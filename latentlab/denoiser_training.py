@@ -26,7 +26,7 @@ from latentlab.recipes import Rule, above, at_least, setting, validate
 from latentlab.train import budget_cosine, fit, vae_loss, warmup_cosine
 from latentlab.unet import UNet, UNetConfig
 from latentlab.vae import estimate_scaling_factor
-from latentlab.vae_training import CHECKPOINT, WIDTHS
+from latentlab.vae_training import CHECKPOINT, DECAY, WIDTHS
 
 SIDE = Rule(lambda v: v >= 8 and v % 8 == 0, "a positive multiple of 8 (the VAE factor)")
 
@@ -62,6 +62,8 @@ class DenoiserTraining:
         0, "first adapt the VAE to the shapes for this many steps; saved beside the denoiser as <out>_vae",
         at_least(0), smoke=2)
     min_snr_gamma: float = setting(5.0, "Min-SNR loss weighting (0: the plain loss)", at_least(0))
+    average: float | None = setting(  # samples from the average are cleaner than from the last step's weights
+        None, "keep a moving average of the weights with this decay (e.g. 0.999) and ship it", DECAY)
     eval_samples: int = setting(256, "samples judged at the end (0: none)", at_least(0), smoke=2)
     eval_steps: int = setting(50, "DDIM steps for those samples", at_least(1), smoke=2)
     seed: int = setting(0, "seed of the shapes, the initial weights, the noise and the judged samples", at_least(0))
@@ -152,6 +154,7 @@ def train_denoiser(
     seed: int = _DEFAULTS.seed,
     time_budget_s: float | None = _DEFAULTS.time_budget,
     min_snr_gamma: float | None = _DEFAULTS.min_snr_gamma,
+    average: float | None = _DEFAULTS.average,
     out: str | Path | None = None,
     checkpoint_every: int = _DEFAULTS.checkpoint_every,
     evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
@@ -169,6 +172,7 @@ def train_denoiser(
         time_budget_s: stop after this many seconds (`steps` is then an upper bound) and decay the learning rate
             over the budget: the way to compare two models at equal wall-clock time.
         min_snr_gamma: Min-SNR loss weighting (see diffusion.diffusion_loss); None for Ho et al.'s plain loss.
+        average: with a decay (e.g. 0.999), the moving average of the weights is what is checkpointed and returned.
     """
     if not isinstance(data, torch.Tensor) or data.ndim != 4:
         raise InputError("data must be a tensor (N, C, H, W) of latents or images; encode images with encode_dataset.")
@@ -209,5 +213,6 @@ def train_denoiser(
         device=device,
         desc=desc,
         time_budget_s=time_budget_s,
+        average=average,
     )
     return model, history
