@@ -3,8 +3,8 @@
 The loss is train.vae_loss (reconstruction + beta * KL) on random crops of the training photos (or of a folder of
 your own, --data), optionally mixed with colour-augmented crops and dead leaves (--augment, --dead-leaves: the
 colour-complete mix of issue 12, latentlab.sources), watched on the held-out photos and the ColorChecker. The
-shipped VAE is three runs of this job, each from the one before: recipes/vae.toml holds their settings, docs/vae.md
-the trials that chose them (recipes/vae_colour.toml and docs/vae-colour.md: a fourth, for colour). Each run writes
+shipped VAE is five runs of this job, each from the one before: recipes/vae.toml holds their settings, docs/vae.md
+and docs/vae-colour.md the trials that chose them (the last two runs are for colour). Each run writes
 its checkpoint and a manifest beside it: the command that reproduces it, its settings, what it scored, and the
 record of the run it started from. A little over 300 lines: one job's settings, data, loop and record, kept together.
 """

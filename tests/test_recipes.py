@@ -180,17 +180,24 @@ def test_the_rebuild_chain_runs_small_and_each_stage_consumes_the_one_before(tmp
     def manifest(name, folder=tmp_path):
         return json.loads((folder / f"{name}.json").read_text())
 
-    run1, run2, vae = manifest("vae_run1", tmp_path / "stages"), manifest("vae_run2", tmp_path / "stages"), manifest("vae")
+    stages = tmp_path / "stages"
+    runs = [manifest(f"vae_run{i}", stages) for i in (1, 2, 3, 4)]
+    vae = manifest("vae")
     denoiser_vae, denoiser, pixel = manifest("denoiser_vae"), manifest("denoiser"), manifest("denoiser_pixel")
-    for name, m, folder in [("vae_run1", run1, tmp_path / "stages"), ("vae_run2", run2, tmp_path / "stages"),
+    for name, m, folder in [*((f"vae_run{i}", run, stages) for i, run in enumerate(runs, 1)),
                             ("vae", vae, tmp_path), ("denoiser", denoiser, tmp_path),
                             ("denoiser_pixel", pixel, tmp_path)]:
         assert m["sha256"] == sha256_file(folder / f"{name}.safetensors")
         assert m["recipe"]["stage"] == name and m["recipe"]["smoke"] is True and m["recipe"]["file"].startswith("recipes/")
         assert m["git_commit"] and m["steps_done"] == 2 and m["interrupted"] is False
     # each stage consumed the previous stage's output, byte for byte
-    assert run2["base"]["sha256"] == run1["sha256"] and vae["base"]["sha256"] == run2["sha256"]
-    assert vae["base"]["base"]["sha256"] == run1["sha256"]  # the whole chain is carried in the final manifest
+    for before, after in zip(runs, [*runs[1:], vae]):
+        assert after["base"]["sha256"] == before["sha256"]
+    chain = vae
+    for run in reversed(runs):  # the whole chain is carried in the final manifest
+        chain = chain["base"]
+        assert chain["sha256"] == run["sha256"]
+    assert "base" not in chain
     assert denoiser_vae["base_vae_sha256"] == vae["sha256"]
     assert denoiser["vae"] == "denoiser_vae" and denoiser["vae_sha256"] == denoiser_vae["sha256"]
     assert denoiser_vae["sha256"] == sha256_file(tmp_path / "denoiser_vae.safetensors")
@@ -226,19 +233,18 @@ def test_a_stage_may_not_overwrite_an_earlier_one_and_the_commit_is_unknown_outs
     assert recipes.git_commit() == "unknown"
 
 
-def test_the_colour_stage_continues_the_shipped_vae_on_the_colour_mix(tmp_path, capsys):
-    for suffix in (".safetensors", ".json"):  # the shipped VAE, as `init = "vae"` finds it in the output folder
-        shutil.copy(WEIGHTS_DIR / f"vae{suffix}", tmp_path / f"vae{suffix}")
-    assert main(["train", "recipe", str(RECIPES / "vae_colour.toml"), "--smoke", "--out-dir", str(tmp_path)]) == 0
-    capsys.readouterr()
-    made = json.loads((tmp_path / "vae_colour.json").read_text())
-    shipped = json.loads((WEIGHTS_DIR / "vae.json").read_text())
-    assert made["base"]["sha256"] == shipped["sha256"] == sha256_file(tmp_path / "vae.safetensors")
-    assert _recorded_commands(made)[:-1] == _recorded_commands(shipped)  # the shipped chain, then this stage
-    assert made["data"].startswith("latentlab.sources.colour_mix(photos=0.4, augmented=0.3, leaves=0.3)")
-    assert made["recipe"] == {"file": "recipes/vae_colour.toml", "stage": "vae_colour", "smoke": True}
-    # beside the shipped VAE's last stage, it changes the data and the optimisation, never the crops or the loss
-    last, colour = (recipes.read_recipe(RECIPES / f"{name}.toml", SETTINGS)[-1].settings for name in ("vae", "vae_colour"))
-    changed = {k for k, v in _what_is_learned(colour).items() if v != _what_is_learned(last)[k]}
+def test_the_colour_stages_change_the_data_and_optimisation_never_the_loss():
+    """stages 4 and 5 continue the photo runs on the colour mix; stage 5 only on larger crops, at the same density"""
+    run3, run4, last = recipes.read_recipe(RECIPES / "vae.toml", SETTINGS)[2:]
+    assert (run4.settings.init, last.settings.init) == ("vae_run3", "vae_run4") and last.name == "vae"
+    assert run3.settings.augment == run3.settings.dead_leaves == 0 and run4.settings.augment > 0 < last.settings.dead_leaves
+    learned3, learned4, learned5 = (_what_is_learned(s.settings) for s in (run3, run4, last))
+    changed = {k for k, v in learned4.items() if v != learned3[k]}
     assert changed == {"augment", "dead_leaves", "lr", "average", "seed", "steps", "eval_every", "checkpoint_every"}
-    assert colour.init == "vae" and last.augment == last.dead_leaves == 0
+    changed = {k for k, v in learned5.items() if v != learned4[k]}
+    assert changed == {"crop", "crop_scale", "batch_size", "dead_leaves", "seed", "steps"}
+    # twice the crop side from twice the photo region: the same pixel density, twice the pixels per step
+    density = [[side / stage.settings.crop for side in stage.settings.crop_scale] for stage in (run4, last)]
+    assert density[0] == pytest.approx(density[1])
+    assert last.settings.batch_size * last.settings.crop**2 == 2 * run4.settings.batch_size * run4.settings.crop**2
+
