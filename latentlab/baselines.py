@@ -85,6 +85,12 @@ class PatchPCA:
             raise InputError(f"only {n} patches to fit {self.n_components} components; give more images.")
         mean = patches.mean(0)
         centered = patches - mean
+        if patches.shape[0] < patches.shape[1]:  # fewer patches than values per patch (32x32 patches, lesson 10):
+            _, singular, axes = torch.linalg.svd(centered, full_matrices=False)  # the same axes, in a fraction
+            self.mean = mean.float()  # of the time of a (3 p p)^2 eigendecomposition
+            self.components = axes[: self.n_components].contiguous().float()
+            self.explained_variance = (singular[: self.n_components] ** 2 / max(1, patches.shape[0] - 1)).float()
+            return self
         covariance = centered.T @ centered / max(1, patches.shape[0] - 1)  # (3 p p, 3 p p)
         eigenvalues, eigenvectors = torch.linalg.eigh(covariance)  # ascending order
         top = eigenvalues.argsort(descending=True)[: self.n_components]

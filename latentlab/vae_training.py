@@ -74,6 +74,8 @@ class VAETraining:
         None, "a folder of your own images to crop (default: the bundled training photos)", kind="machine")
     block_out_channels: tuple[int, ...] = setting(  # 4 entries: factor 8, like SD
         (16, 16, 32, 64), "channels per resolution", WIDTHS, kind="model")
+    latent_channels: int = setting(4, "channels of the latent (4 like SD 1.x, 16 like SD3 and FLUX.1)", at_least(1),
+                                   kind="model")  # lesson 10's sweep varies it with the factor
     layers_per_block: int = setting(1, "ResBlocks per encoder resolution", at_least(1), kind="model")
     norm_num_groups: int = setting(8, "GroupNorm groups; must divide every width", at_least(1), kind="model")
     init: str | None = setting(  # a second stage of training; GroupNorm needs the larger crops of later stages
@@ -108,7 +110,7 @@ def vae_config(settings: VAETraining) -> VAEConfig:
     """the architecture a run trains: the settings', or that of the checkpoint given to `init`"""
     if settings.init is None:
         config = VAEConfig(block_out_channels=settings.block_out_channels, layers_per_block=settings.layers_per_block,
-                           norm_num_groups=settings.norm_num_groups)
+                           latent_channels=settings.latent_channels, norm_num_groups=settings.norm_num_groups)
     else:
         tensors, metadata = read_checkpoint(settings.init)
         if "space" in metadata:

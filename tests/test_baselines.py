@@ -92,3 +92,15 @@ def test_patch_pca_with_nothing_to_keep_gets_one_sentence():
     for kwargs in ({"patch_size": 0}, {"n_components": 0}):
         with pytest.raises(InputError, match="must both be at least 1"):
             PatchPCA(**kwargs)
+
+
+def test_patch_pca_with_fewer_patches_than_values_finds_the_same_axes_and_variances():
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator("cpu").manual_seed(3)) * 2 - 1  # 8 patches of 768 values
+    pca = PatchPCA(patch_size=16, n_components=5).fit(x)  # the SVD branch
+    patches = F.unfold(x, 16, stride=16).transpose(1, 2).reshape(-1, 768).double()
+    centered = patches - patches.mean(0)
+    eigenvalues, eigenvectors = torch.linalg.eigh(centered.T @ centered / (patches.shape[0] - 1))
+    top = eigenvectors[:, -5:].T  # eigh sorts ascending: the 5 largest are last
+    assert torch.allclose(pca.components.double().T @ pca.components.double(), top.T @ top, atol=1e-5)
+    assert torch.allclose(pca.explained_variance.double(), eigenvalues[-5:].flip(0), rtol=1e-4)
+    assert psnr(pca.roundtrip(x), x).mean() > psnr(PatchPCA(16, 1).fit(x).roundtrip(x), x).mean()

@@ -108,7 +108,7 @@ def test_out_of_range_flags_get_one_sentence_and_exit_2(job, args, words, capsys
 
 
 def test_recipes_name_outputs_never_paths():
-    for path in sorted(RECIPES.glob("*.toml")):
+    for path in sorted(RECIPES.rglob("*.toml")):  # recipes/sweep/ too
         text = path.read_text()
         assert "/tmp" not in text and not re.search(r'=\s*"[^"]*[/\\][^"]*"', text), path  # no path in any value
         stages = recipes.read_recipe(path, SETTINGS)
@@ -248,3 +248,23 @@ def test_the_colour_stages_change_the_data_and_optimisation_never_the_loss():
     assert density[0] == pytest.approx(density[1])
     assert last.settings.batch_size * last.settings.crop**2 == 2 * run4.settings.batch_size * run4.settings.crop**2
 
+
+def test_the_sweep_trains_each_geometry_by_one_recipe_and_its_smoke_run_writes_them_all(tmp_path, capsys):
+    files = sorted((RECIPES / "sweep").glob("*.toml"))
+    stages = [stage for path in files for stage in recipes.read_recipe(path, SETTINGS)]
+    geometry = {s.name: (2 ** (len(s.settings.block_out_channels) - 1), s.settings.latent_channels) for s in stages}
+    assert geometry == {"vae_f4c4": (4, 4), "vae_f4c16": (4, 16), "vae_f8c4": (8, 4), "vae_f8c16": (8, 16),
+                        "vae_f16c4": (16, 4), "vae_f16c16": (16, 16)}
+    first = _what_is_learned(stages[0].settings)
+    for stage in stages:  # the same data, steps, seed and optimisation: only the geometry differs
+        changed = {k for k, v in _what_is_learned(stage.settings).items() if v != first[k]}
+        assert changed <= {"block_out_channels", "latent_channels"} and stage.settings.init is None, stage.name
+    assert main(["train", "recipe", *map(str, files), "--smoke", "--out-dir", str(tmp_path)]) == 0
+    capsys.readouterr()
+    for name, (factor, channels) in geometry.items():
+        made = json.loads((tmp_path / f"{name}.json").read_text())
+        config = made["config"]
+        assert (2 ** (len(config["block_out_channels"]) - 1), config["latent_channels"]) == (factor, channels), name
+        assert config["scaling_factor"] > 0 and made["recipe"] == {"file": f"recipes/sweep/{name}.toml",
+                                                                   "stage": name, "smoke": True}
+        assert recipes.from_command(VAETraining, made["command"]).latent_channels == channels  # the flag is recorded
