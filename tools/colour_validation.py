@@ -1,23 +1,43 @@
-"""Validation colour charts for choosing a VAE recipe (to choose a VAE recipe; the ColorChecker itself only reports): 4x6 patches of random
-sRGB colours (seeds 100..103, uniform in the cube), read like chart.patch_errors. 
+"""Validation colour charts: how a VAE keeps colours it was not chosen on (issue 12; docs/vae-colour.md).
 
     .venv/bin/python tools/colour_validation.py latentlab/weights/vae.safetensors other.safetensors ...
+
+Four charts in the ColorChecker's layout (4 x 6 patches of 64 x 64), each patch a colour drawn uniformly from the
+sRGB cube (seeds 100-103), read like `chart.patch_errors`: the largest channel error of each patch's mean colour.
+These charts choose between VAE recipes; the ColorChecker and the test photos only report.
 """
-import sys, torch
-from latentlab.evaluate import load_vae
+
+import sys
+
+import torch
+
 from latentlab import chart
-torch.set_num_threads(1)
-def charts():
-    for seed in range(100, 104):
-        g = torch.Generator().manual_seed(seed)
-        rgb = (torch.rand(24, 3, generator=g) * 255).round()
-        img = (rgb / 127.5 - 1).reshape(4, 6, 3).permute(2, 0, 1).repeat_interleave(64, 1).repeat_interleave(64, 2)
-        yield rgb, img[None].contiguous()
-for path in sys.argv[1:]:
-    vae = load_vae(path); errs = []
-    with torch.no_grad():
-        for rgb, img in charts():
-            out = vae(img); out = out.sample if hasattr(out, "sample") else out
-            errs.append((chart.patch_colours(out) - rgb).abs().max(1).values)
-    e = torch.cat(errs)
-    print(f"{path}: validation charts mean {e.mean():.2f} median {e.median():.2f} 90% {e.quantile(.9):.2f} worst {e.max():.2f} /255")
+from latentlab.evaluate import load_vae
+
+SEEDS = range(100, 104)
+
+
+def random_charts():
+    """(sRGB 0..255 colours (24, 3), the chart (1, 3, 256, 384) in [-1, 1]) for each seed"""
+    for seed in SEEDS:
+        rgb = (torch.rand(24, 3, generator=torch.Generator().manual_seed(seed)) * 255).round()
+        image = chart.from_srgb255(rgb).reshape(chart.ROWS, chart.COLUMNS, 3).permute(2, 0, 1)
+        image = image.repeat_interleave(chart.PATCH, 1).repeat_interleave(chart.PATCH, 2)
+        yield rgb, image[None].contiguous()
+
+
+def main() -> int:
+    torch.set_num_threads(1)
+    for path in sys.argv[1:]:
+        vae, errors = load_vae(path), []
+        with torch.no_grad():
+            for rgb, image in random_charts():
+                errors.append((chart.patch_colours(vae(image).clamp(-1, 1)) - rgb).abs().amax(1))
+        e = torch.cat(errors)
+        print(f"{path}: validation charts mean {e.mean():.2f}, median {e.median():.2f}, 90th percentile "
+              f"{e.quantile(0.9):.2f}, worst {e.max():.2f} (/255)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
