@@ -6,7 +6,8 @@ colour-complete mix of issue 12, latentlab.sources), watched on the held-out pho
 shipped VAE is three runs of this job, each from the one before: recipes/vae.toml holds their settings, docs/vae.md
 the trials that chose them (recipes/vae_colour.toml and docs/vae-colour.md: a fourth, for colour). Each run writes
 its checkpoint and a manifest beside it: the command that reproduces it, its settings, what it scored, and the
-record of the run it started from. About 340 lines: one job's settings, data, loop and record (one process or several, resumable), kept together.
+record of the run it started from. Longer than 300 lines (about 340): one job's settings, data, loop and record
+(one process or several, resumable), kept together.
 """
 
 from __future__ import annotations
