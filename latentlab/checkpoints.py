@@ -66,7 +66,12 @@ def _write_atomically(path: Path, write: Callable[[str], None]) -> Path:
 
 def save_checkpoint(path: str | Path, model: nn.Module, metadata: dict | None = None) -> Path:
     """model weights (+ metadata, stored as strings) -> safetensors file, atomically: temp file, then os.replace."""
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    return save_tensors(path, model.state_dict(), metadata)
+
+
+def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict | None = None) -> Path:
+    """named tensors (+ metadata, stored as strings) -> safetensors file, atomically: temp file, then os.replace."""
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     text = {k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()}
     return _write_atomically(Path(path), lambda tmp: save_file(tensors, tmp, metadata=text))
 

@@ -17,6 +17,7 @@ import skimage.data
 import torch
 from torch.utils.data import Dataset
 
+from latentlab.device import stream_seed
 from latentlab.errors import InputError
 from latentlab.images import center_crop, load_image, resize, to_numpy, to_tensor
 
@@ -214,20 +215,32 @@ def shapes_batch(n: int, size: int = 32, seed: int = 0) -> tuple[torch.Tensor, t
     return torch.stack([x for x, _ in items]), torch.tensor([y for _, y in items])
 
 
-def batches(dataset: Dataset, batch_size: int, seed: int = 0):
-    """endless shuffled batches of a dataset's images (labels dropped), deterministic with the seed"""
+def batches(dataset: Dataset, batch_size: int, seed: int = 0, process: int = 0, processes: int = 1, start: int = 0,
+            first_items: list[int] | None = None):
+    """endless shuffled batches of a dataset's images (labels dropped), deterministic with the seed.
+
+    Several processes draw the same order and each takes its own part of every `processes * batch_size` items, so
+    together they see what one process would with their whole batch. A run resumed at step `start` draws its order
+    afresh from (seed, start). `first_items`, a list, receives the item indices of this process's first batch.
+    """
     _check_count(batch_size, "batch_size", 16)
-    if batch_size > len(dataset):  # every epoch would end before one full batch: no batch, ever
-        raise InputError(f"batch_size {batch_size} is larger than the dataset's {len(dataset)} items; use a smaller "
-                         "batch or a longer dataset (e.g. its length=...).")
-    return _endless_batches(dataset, batch_size, torch.Generator().manual_seed(seed))
+    if batch_size * processes > len(dataset):  # every epoch would end before one full batch: no batch, ever
+        every = f"batch_size {batch_size}" + (f" x {processes} processes" if processes > 1 else "")
+        raise InputError(f"{every} is larger than the dataset's {len(dataset)} items; use a smaller batch or a longer "
+                         "dataset (e.g. its length=...).")
+    g = torch.Generator().manual_seed(seed if start == 0 else stream_seed(seed, "order", start))
+    return _endless_batches(dataset, batch_size, g, process, processes, first_items)
 
 
-def _endless_batches(dataset: Dataset, batch_size: int, g: torch.Generator):
+def _endless_batches(dataset: Dataset, batch_size: int, g: torch.Generator, process: int = 0, processes: int = 1,
+                     first_items: list[int] | None = None):
     while True:
-        for idx in torch.randperm(len(dataset), generator=g).split(batch_size):
-            if len(idx) < batch_size:
+        for idx in torch.randperm(len(dataset), generator=g).split(batch_size * processes):
+            if len(idx) < batch_size * processes:
                 break
+            idx = idx[process * batch_size : (process + 1) * batch_size]  # this process's part (all of it for one)
+            if first_items is not None and not first_items:
+                first_items.extend(idx.tolist())
             items = [dataset[int(i)] for i in idx]
             yield torch.stack([it[0] if isinstance(it, tuple) else it for it in items])
 

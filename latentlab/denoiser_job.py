@@ -18,6 +18,7 @@ import torch
 from diffusers import DDIMScheduler
 from torch import nn
 
+from latentlab import parallel
 from latentlab.checkpoints import (
     check_finite,
     course_weights,
@@ -29,7 +30,7 @@ from latentlab.checkpoints import (
 )
 from latentlab.data import heldout_images, shapes_batch
 from latentlab.denoiser_training import DenoiserTraining, encode_dataset, finetune_vae, train_denoiser, unet_config
-from latentlab.device import describe, pick_device, set_threads
+from latentlab.device import describe, pick_device
 from latentlab.diffusion import sample
 from latentlab.errors import InputError
 from latentlab.images import psnr
@@ -37,9 +38,10 @@ from latentlab.interrupts import held, stop_on_ctrl_c, stopping
 from latentlab.latents import unscale
 from latentlab.quality import judge
 from latentlab.recipes import command, git_commit
+from latentlab.resume import saved_step, state_path
 from latentlab.unet import UNet, UNetConfig
 from latentlab.vae import VAE, VAEConfig
-from latentlab.vae_training import heldout_psnr
+from latentlab.vae_training import heldout_psnr, must_match
 
 
 def vae_file(name: str) -> Path:
@@ -65,20 +67,26 @@ def run(settings: DenoiserTraining, recipe: dict | None = None) -> int:
         config = unet_config(settings)
         UNet(config)  # bad widths or groups are refused now, not after the data is ready
         source = vae_file(settings.vae) if settings.space == "latent" else None
-        set_threads(settings.threads)
-        device = pick_device(settings.device)
         line, out = command(settings), Path(settings.out)
+        resumed = saved_step(state_path(out), must_match(settings)) if settings.resume else 0  # refused now if wrong
+        accelerator = parallel.accelerator_for(pick_device(settings.device), settings.mixed_precision, settings.threads)
+        device, main, first = accelerator.device, accelerator.is_main_process, []
         record = {**({"recipe": recipe} if recipe else {}), "git_commit": git_commit()}
-        print(f"{line}\non {describe(device)}", file=sys.stderr)
+        if main:
+            print(f"{line}\non {describe(device)}{parallel.spread(accelerator)}" +
+                  (f"\nresuming after step {resumed} from {state_path(out)}" if resumed else ""), file=sys.stderr)
         written: list[Path] = []
         try:
             images, _ = shapes_batch(settings.num_images, size=settings.image_size, seed=settings.seed)
             vae, vae_path = None, source
             if source is not None:
                 vae = load_vae(source, device)
-                if settings.finetune_vae > 0:
+                if settings.finetune_vae > 0 and resumed:  # the adapted VAE of the interrupted run
                     vae_path = settings.outputs()[1]
-                    if _finetune_and_save(vae, source, images, settings, line, record, vae_path, device):
+                    vae = load_vae(vae_path, device)
+                elif settings.finetune_vae > 0:
+                    vae_path = settings.outputs()[1]
+                    if _finetune_and_save(vae, source, images, settings, line, record, vae_path, accelerator):
                         return _stopped(f"while adapting the VAE; wrote {vae_path} and its manifest; the denoiser "
                                         "was not trained.")
                     written.append(vae_path)
@@ -91,10 +99,15 @@ def run(settings: DenoiserTraining, recipe: dict | None = None) -> int:
                 data, config, steps=settings.steps, batch_size=settings.batch_size, lr=settings.lr,
                 beta_schedule=settings.beta_schedule, seed=settings.seed, time_budget_s=settings.time_budget,
                 min_snr_gamma=settings.min_snr_gamma or None, average=settings.average, out=out, checkpoint_every=settings.checkpoint_every,
-                device=device, desc=f"train unet ({settings.space})",
-                metadata=lambda: {"config": asdict(config), "command": line, **extra})
+                desc=f"train unet ({settings.space})",
+                metadata=lambda: {"config": asdict(config), "command": line, **extra}, accelerator=accelerator,
+                resumable=must_match(settings), resume=bool(resumed), first_items=first)
         except KeyboardInterrupt:
             return _stopped(f"before the denoiser's training began; wrote {', '.join(map(str, written)) or 'nothing'}.")
+        processes = parallel.record(accelerator, model, first)  # every process takes part
+        accelerator.end_training()
+        if not main:
+            return 130 if stopping() else 0
         wall = time.perf_counter() - start
         interrupted = bool(history and history[-1].get("interrupted"))
         quality = {}
@@ -117,11 +130,13 @@ def run(settings: DenoiserTraining, recipe: dict | None = None) -> int:
                 **({"vae_sha256": sha256_file(vae_path)} if vae_path else {}),
                 "steps": settings.steps,
                 "steps_done": len(history),
+                **({"resumed_after": resumed} if resumed else {}),
                 "time_budget_s": settings.time_budget,
                 "interrupted": interrupted,
                 "wall_time_s": round(wall, 1),
                 "ms_per_step_median": round(sorted(ms_per_step)[len(ms_per_step) // 2], 1) if ms_per_step else None,
                 "device": describe(device),
+                "processes": processes,
                 "torch": torch.__version__,
                 "training": asdict(settings),
                 "config": asdict(config),
@@ -136,7 +151,7 @@ def run(settings: DenoiserTraining, recipe: dict | None = None) -> int:
             write_manifest(out.with_suffix(".json"), manifest)
         if interrupted:
             return _stopped(f"after {len(history)} steps; wrote {out} and {out.with_suffix('.json')} (marked "
-                            "interrupted, not judged).")
+                            "interrupted, not judged; --resume yes continues).")
         print(f"wrote {out} and {out.with_suffix('.json')} after {len(history)} steps in {wall:.0f} s; "
               f"{quality.get('summary', '')}", file=sys.stderr)
         return 130 if stopping() else 0
@@ -148,11 +163,14 @@ def _stopped(what: str) -> int:
 
 
 def _finetune_and_save(vae: VAE, source: Path, images: torch.Tensor, settings: DenoiserTraining, line: str,
-                       record: dict, path: Path, device: torch.device) -> bool:
+                       record: dict, path: Path, accelerator) -> bool:
     """adapt the VAE (from the file `source`) to the training shapes, save it and its manifest -> whether interrupted"""
-    start = time.perf_counter()
-    _, history = finetune_vae(vae, images, steps=settings.finetune_vae, seed=settings.seed, device=device)
+    start, device = time.perf_counter(), accelerator.device
+    _, history = finetune_vae(vae, images, steps=settings.finetune_vae, seed=settings.seed, accelerator=accelerator)
     wall = time.perf_counter() - start
+    if not accelerator.is_main_process:  # the main process writes; the others wait for its file
+        accelerator.wait_for_everyone()
+        return bool(history and history[-1].get("interrupted")) or stopping()
     with held():
         save_checkpoint(path, vae, {"config": asdict(vae.config), "command": line})
     interrupted = bool(history and history[-1].get("interrupted"))
@@ -189,6 +207,7 @@ def _finetune_and_save(vae: VAE, source: Path, images: torch.Tensor, settings: D
             "sha256": sha256_file(path),
         }
         write_manifest(path.with_suffix(".json"), manifest)
+    accelerator.wait_for_everyone()
     if not interrupted:
         print(f"wrote {path}: held-out shapes {report['heldout_shapes']['psnr']} dB, "
               f"{report['heldout_shapes']['summary']}", file=sys.stderr)

@@ -17,13 +17,14 @@ from typing import ClassVar, Literal
 import torch
 from torch import nn
 
-from latentlab.device import seed_everything
+from latentlab.device import seed_everything, stream_seed
 from latentlab.diffusion import alphas_cumprod, diffusion_loss, make_betas
 from latentlab.errors import InputError
 from latentlab.interrupts import held, stopping
 from latentlab.latents import scale
 from latentlab.recipes import Rule, above, at_least, setting, validate
-from latentlab.train import budget_cosine, fit, vae_loss, warmup_cosine
+from latentlab.resume import saved_step, state_path
+from latentlab.train import OneProcess, budget_cosine, fit, vae_loss, warmup_cosine
 from latentlab.unet import UNet, UNetConfig
 from latentlab.vae import estimate_scaling_factor
 from latentlab.vae_training import CHECKPOINT, DECAY, WIDTHS
@@ -70,6 +71,9 @@ class DenoiserTraining:
     checkpoint_every: int = setting(1000, "save the checkpoint every N steps and at the end", at_least(1))
     device: str | None = setting(None, "cpu, cuda or mps (default: the best available)", kind="machine")
     threads: int | None = setting(None, "CPU threads (default: the cores that are free)", at_least(1))
+    mixed_precision: Literal["auto", "no", "bf16"] = setting(  # as in VAETraining
+        "auto", "bf16 mixed precision or no (float32); auto: bf16 on a CUDA GPU that has it", kind="machine")
+    resume: bool = setting(False, "continue an interrupted run from the resume state beside --out", kind="machine")
     out: str | None = setting("denoiser.safetensors", "checkpoint to write; its manifest goes beside it as .json",
                               CHECKPOINT, kind="path")
 
@@ -83,6 +87,9 @@ class DenoiserTraining:
             raise InputError("latent space needs a VAE: name a shipped one (e.g. vae) or a .safetensors file.")
         if self.num_images < self.batch_size:
             raise InputError(f"num_images {self.num_images} must be at least one batch ({self.batch_size}).")
+        if self.resume and self.time_budget is not None:
+            raise InputError("--resume cannot continue a --time-budget run, whose learning rate follows the clock; "
+                             "start it afresh without --resume.")
 
     def outputs(self) -> list[Path]:
         out = Path(self.out)
@@ -119,10 +126,12 @@ def finetune_vae(
     beta: float = 1e-5,
     seed: int = 0,
     device: torch.device | str = "cpu",
+    accelerator=None,
 ) -> tuple[nn.Module, list[dict]]:
     """Adapt a trained VAE to new images (e.g. Shapes, which a photo VAE never saw) -> (vae, history).
 
     Same loss as train_vae (MSE here, beta * KL); afterwards the scaling factor is measured again on the new images.
+    With several processes (`accelerator`) every process draws the same batches: a short run, kept in step, not split.
     """
     generator = seed_everything(seed)
 
@@ -133,12 +142,16 @@ def finetune_vae(
     optimizer = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=1e-4)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(steps, warmup=min(50, steps // 10 + 1)))
     history = fit(vae, lambda model, batch: vae_loss(model, batch, beta, "mse", generator), batches(), steps,
-                  optimizer, scheduler, device=device, desc="fine-tune vae")
+                  optimizer, scheduler, device=device, desc="fine-tune vae", accelerator=accelerator)
     with held(), torch.no_grad():  # a Ctrl-C now waits: the scaling factor belongs to the adapted VAE
-        vae.config.scaling_factor = round(estimate_scaling_factor(vae, images[:256].to(device), generator), 5)
+        vae.config.scaling_factor = round(estimate_scaling_factor(vae, images[:256].to(_device(vae)), generator), 5)
     if stopping() and history:
         history[-1]["interrupted"] = True
     return vae.eval(), history
+
+
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
 
 
 _DEFAULTS = DenoiserTraining  # the defaults of train_denoiser are those of `latentlab train unet`
@@ -162,6 +175,10 @@ def train_denoiser(
     device: torch.device | str = "cpu",
     metadata: Callable[[], dict] | None = None,
     desc: str = "train unet",
+    accelerator=None,
+    resumable: dict | None = None,
+    resume: bool = False,
+    first_items: list[int] | None = None,
 ):
     """Train a UNet to predict the noise added to `data` (Ho et al. 2020, Algorithm 1) -> (unet, history).
 
@@ -173,6 +190,8 @@ def train_denoiser(
             over the budget: the way to compare two models at equal wall-clock time.
         min_snr_gamma: Min-SNR loss weighting (see diffusion.diffusion_loss); None for Ho et al.'s plain loss.
         average: with a decay (e.g. 0.999), the moving average of the weights is what is checkpointed and returned.
+        accelerator, resumable, resume: as in train.fit; `first_items` receives this process's first batch's indices.
+    Several processes share one order of the data, each taking its part of every batch and drawing its own noise.
     """
     if not isinstance(data, torch.Tensor) or data.ndim != 4:
         raise InputError("data must be a tensor (N, C, H, W) of latents or images; encode images with encode_dataset.")
@@ -185,14 +204,27 @@ def train_denoiser(
         raise InputError(f"the UNet takes {config.in_channels} channels but the data has {C}; set in_channels and "
                          f"out_channels to {C}.")
     config = replace(config, sample_size=H)
+    accelerator = accelerator or OneProcess(device)
+    process, processes = accelerator.process_index, accelerator.num_processes
+    if len(data) < batch_size * processes:
+        raise InputError(f"data holds {len(data)} samples, fewer than a batch of {batch_size} for each of {processes} "
+                         "processes; add data or lower batch_size.")
+    start = saved_step(state_path(out), resumable) if resume else 0
     generator = seed_everything(seed)
-    model = UNet(config)
-    acp = alphas_cumprod(make_betas(beta_schedule, config.num_train_timesteps)).to(device)
+    model = UNet(config)  # the same initial weights in every process
+    acp = alphas_cumprod(make_betas(beta_schedule, config.num_train_timesteps)).to(accelerator.device)
+    order = generator  # one process from the start: one stream for the order and the noise, as always
+    if processes > 1 or start:
+        order = torch.Generator().manual_seed(stream_seed(seed, "order", start))  # the same in every process
+        generator.manual_seed(stream_seed(seed, "noise", process, start))  # its own
 
     def batches() -> Iterator[torch.Tensor]:
         while True:
-            for idx in torch.randperm(len(data), generator=generator).split(batch_size):
-                if len(idx) == batch_size:
+            for idx in torch.randperm(len(data), generator=order).split(batch_size * processes):
+                if len(idx) == batch_size * processes:
+                    idx = idx[process * batch_size : (process + 1) * batch_size]  # this process's part
+                    if first_items is not None and not first_items:
+                        first_items.extend(idx.tolist())
                     yield data[idx]
 
     warmup = min(100, steps // 10 + 1)
@@ -210,9 +242,11 @@ def train_denoiser(
         checkpoint=out,
         checkpoint_every=checkpoint_every,
         metadata=metadata,
-        device=device,
         desc=desc,
         time_budget_s=time_budget_s,
         average=average,
+        accelerator=accelerator,
+        resumable=resumable,
+        resume=start > 0,
     )
     return model, history

@@ -6,6 +6,7 @@ A thread that has to wait for a busy core stalls every parallel operation: on a 
 ran lesson 07's latent step 5 times slower than 1 thread did.
 """
 
+import hashlib
 import math
 import os
 import random
@@ -50,6 +51,11 @@ def seed_everything(seed: int = 0) -> torch.Generator:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     return torch.Generator("cpu").manual_seed(seed)
+
+
+def stream_seed(seed: int, *stream: int | str) -> int:
+    """the seed of one of a run's random streams, e.g. stream_seed(seed, "noise", process, step): 63 bits of sha256"""
+    return int.from_bytes(hashlib.sha256(repr((seed, *stream)).encode()).digest()[:8], "little") >> 1
 
 
 def cpu_quota() -> float | None:

@@ -66,6 +66,11 @@ def stopping() -> bool:
     return _State.stopping
 
 
+def pressed() -> bool:
+    """True once a Ctrl-C arrived, even one still held by `held()`: a loop of several processes polls this"""
+    return _State.stopping or _State.pressed
+
+
 def note_interrupt() -> None:
     """a KeyboardInterrupt was caught: from now on Ctrl-C is held, so the saving that follows runs to the end"""
     if _State.installed:

@@ -1,7 +1,8 @@
 """Training data beyond the bundled photos: a folder of your own images, and a weighted mix of sources (lesson 02).
 
-`FolderCrops` is what `latentlab train vae --data DIR` reads: random crops of every image in a folder (and its
-subfolders), opened with images.load_image. `Mixture` draws each item from one of several datasets with given
+`FolderCrops` is what `latentlab train vae --data DIR` reads: random crops of every image in a folder tree (JPEG, PNG,
+WebP, ...), opened with images.load_image (EXIF orientation applied), kept in memory or, for a large folder, streamed;
+unreadable files are skipped and counted. `Mixture` draws each item from one of several datasets with given
 weights; `colour_mix` builds the colour-complete mix of issue 12: photos, colour-augmented photos and dead
 leaves. Every item is (3, size, size) in [-1, 1] and the same for the same (seed, index), as in data.PhotoCrops.
 """
@@ -15,7 +16,7 @@ import torch
 from torch.utils.data import Dataset
 
 from latentlab.augment import ColourAugmented, ColourJitter
-from latentlab.data import PhotoCrops, RandomCrops
+from latentlab.data import PhotoCrops, RandomCrops, random_crop
 from latentlab.errors import InputError
 from latentlab.images import load_image, resize
 from latentlab.synthetic import DeadLeaves
@@ -24,10 +25,13 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 
 
 class FolderCrops(RandomCrops):
-    """random crops (random scale, horizontal flip) of the images in a folder, deterministic per index.
+    """random crops (random scale, horizontal flip) of the images in a folder tree, deterministic per index.
 
-    Every image is decoded once, shrunk so its shorter side is at most `max_side`, and kept as uint8 (about
-    0.75 MB per photo at 512). Files that cannot be read are skipped and listed in `skipped`.
+    A folder of up to `keep` images is decoded once, each shrunk so its shorter side is at most `max_side` and kept
+    as uint8 (about 0.75 MB per photo at 512), a photo drawn in proportion to its area. A larger folder is streamed:
+    each item decodes one file, drawn uniformly, already reduced (JPEG at 1/2 to 1/8 scale), so the folder may hold
+    any number of images of any size. Either way EXIF orientation is applied (images.load_image), and a file that
+    cannot be read is skipped and listed in `skipped` (`warning()` says how many), never fatal while others remain.
     """
 
     def __init__(
@@ -39,19 +43,29 @@ class FolderCrops(RandomCrops):
         scale: tuple[float, float] = (0.25, 1.0),  # crop side as a fraction of the image's shorter side
         flip: bool = True,
         max_side: int = 512,
+        keep: int = 2000,  # more images than this are streamed from disk instead of kept in memory (~1.5 GB at 2000)
     ):
         root = Path(root).expanduser()
         if not root.is_dir():
             raise InputError(f"no folder at {root}; give --data a folder of PNG or JPEG images.")
         if size < 8 or size % 8:
             raise InputError(f"crop size {size} must be a positive multiple of 8 (the VAE's factor), e.g. 64.")
-        files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        try:
+            files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        except OSError as err:  # e.g. a subfolder without read permission
+            raise InputError(f"cannot list the images in {root} ({err.strerror or err}: {err.filename}); check that "
+                             "the folder and its subfolders are readable.") from None
         if not files:
-            raise InputError(f"{root} holds no image files ({', '.join(IMAGE_SUFFIXES)}); point --data at a folder of photos.")
+            raise InputError(f"{root} holds no image files ({', '.join(IMAGE_SUFFIXES)}) in it or its subfolders; "
+                             "point --data at a folder of photos.")
         self.root, self.size, self.length, self.seed, self.scale, self.flip = root, size, length, seed, scale, flip
+        self.max_side, self.streamed, self.found = max_side, len(files) > keep, len(files)
         self.files: list[Path] = []
         self.skipped: list[tuple[Path, str]] = []  # (file, why) for each file that could not be read
         self.photos: list[torch.Tensor] = []  # uint8 (3, H, W)
+        if self.streamed:
+            self.files = files  # opened one item at a time; unreadable ones are found, and skipped, as they come
+            return
         for path in files:
             try:
                 x = load_image(path)  # (1, 3, H, W) in [-1, 1]
@@ -67,10 +81,37 @@ class FolderCrops(RandomCrops):
             raise InputError(f"none of the {len(files)} image files in {root} could be read (first: {why}); use PNG or JPEG photos.")
         self.weigh_by_area()  # photos kept as uint8 (3, H, W); random_crop converts each crop
 
+    def __getitem__(self, index: int) -> torch.Tensor:
+        if not self.streamed:
+            return super().__getitem__(index)
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
+        for _ in range(len(self.files)):  # an unreadable file: draw another (the same ones for the same index)
+            path = self.files[int(torch.randint(len(self.files), (1,), generator=g))]
+            try:
+                photo = load_image(path, max_side=2 * self.max_side)[0]  # decoded reduced; (3, H, W) in [-1, 1]
+            except InputError as err:
+                if all(p != path for p, _ in self.skipped):
+                    self.skipped.append((path, str(err)))
+                continue
+            if min(photo.shape[-2:]) > self.max_side:
+                photo = resize(photo[None], self.max_side)[0]
+            return random_crop(photo, g, self.size, self.scale, self.flip)
+        raise InputError(f"none of the image files drawn from {self.root} could be read (e.g. {self.skipped[-1][1]}); "
+                         "use PNG or JPEG photos.")
+
     def describe(self) -> str:
         """one line: how many images, and how many files were skipped"""
+        count = f"{self.found} images (streamed)" if self.streamed else f"{len(self.photos)} images"
         skipped = f"; skipped {len(self.skipped)} unreadable file(s), e.g. {self.skipped[0][0].name}" if self.skipped else ""
-        return f"{len(self.photos)} images from {self.root}{skipped}"
+        return f"{count} from {self.root}{skipped}"
+
+    def warning(self) -> str | None:
+        """one line when files were skipped: how many, of how many, and an example; None when all could be read"""
+        if not self.skipped:
+            return None
+        path, why = self.skipped[0]
+        return (f"warning: skipped {len(self.skipped)} of {self.found} image files in {self.root} that could not be "
+                f"read (e.g. {path.name}: {why}); training on the rest.")
 
 
 class Mixture(Dataset):

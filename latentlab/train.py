@@ -4,7 +4,10 @@ The VAE minimises reconstruction + beta * KL, the negative evidence lower bound 
 (https://arxiv.org/abs/1312.6114, eq. 3) with beta weighting the KL as in Higgins et al. 2017 and in
 Stable Diffusion's autoencoder (Rombach et al. 2022, kl_weight=1e-6). `fit` knows nothing about VAEs:
 the UNet trains through it with its own loss function. Lessons 02, 03 and 08 call it; the training jobs behind
-`latentlab train` live in vae_training (lessons 02-03) and denoiser_training (lesson 08).
+`latentlab train` live in vae_training (lessons 02-03) and denoiser_training (lesson 08). The same loop runs as one
+of several processes (latentlab.parallel): it calls accelerate's `prepare`, `backward`, `gather` and
+`wait_for_everyone` (one process without accelerate gets `OneProcess`, which does the same for one), and with a
+resume state (latentlab.resume) it continues an interrupted run.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from tqdm.auto import tqdm
 
 from latentlab.checkpoints import save_checkpoint
 from latentlab.errors import InputError
-from latentlab.interrupts import held, note_interrupt, stop_on_ctrl_c, stopping
+from latentlab.interrupts import held, note_interrupt, pressed, stop_on_ctrl_c, stopping
+from latentlab.resume import load_state, save_state, state_path
 
 # ---- the generic loop
 
@@ -88,6 +92,38 @@ class WeightAverage:
             p.copy_(avg)
 
 
+class OneProcess:
+    """the few Accelerator calls fit makes, for one process without accelerate (the lessons, and the tests)"""
+
+    is_main_process, num_processes, process_index = True, 1, 0
+
+    def __init__(self, device: torch.device | str):
+        self.device = torch.device(device)
+
+    def prepare(self, model: nn.Module, optimizer: torch.optim.Optimizer):
+        return model.to(self.device), optimizer
+
+    def backward(self, loss: torch.Tensor) -> None:
+        loss.backward()
+
+    def gather(self, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor
+
+    def wait_for_everyone(self) -> None:
+        pass
+
+
+class TrainingStep(nn.Module):
+    """the model and its loss as one module: what DistributedDataParallel wraps, since it syncs through forward"""
+
+    def __init__(self, model: nn.Module, loss_fn: Callable[[nn.Module, torch.Tensor], dict[str, torch.Tensor]]):
+        super().__init__()
+        self.model, self.loss_fn = model, loss_fn
+
+    def forward(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.loss_fn(self.model, batch)
+
+
 def fit(
     model: nn.Module,
     loss_fn: Callable[[nn.Module, torch.Tensor], dict[str, torch.Tensor]],
@@ -104,6 +140,9 @@ def fit(
     desc: str = "train",
     time_budget_s: float | None = None,
     average: float | None = None,
+    accelerator=None,
+    resumable: dict | None = None,
+    resume: bool = False,
 ) -> list[dict]:
     """Run `steps` optimizer steps of loss_fn(model, batch)["loss"]; returns the history, one dict per step.
 
@@ -118,23 +157,38 @@ def fit(
             for comparisons at equal wall-clock time.
         average: with a decay (e.g. 0.998), a WeightAverage of the weights is what is evaluated, checkpointed and
             left in the model at the end.
+        accelerator: an `accelerate.Accelerator` (latentlab.parallel) to train as one of several processes; its
+            device replaces `device`. Only the main process evaluates, shows progress and writes files.
+        resumable: the settings a continuation must share; with them, a resume state (latentlab.resume) is written
+            beside the checkpoint at each save and deleted at the end.
+        resume: continue from that resume state (the caller starts `batches` at its step).
     Ctrl-C (KeyboardInterrupt) stops the loop, saves the checkpoint (a second Ctrl-C waits until it is written
     whole), and returns the history so far with "interrupted": True in its last entry: the model is usable.
+    Several processes stop together: each holds its Ctrl-C until the end of the step, then they agree.
     """
-    history: list[dict] = []
-    start = time.perf_counter()
+    accelerator = accelerator or OneProcess(device)
+    device, main, several = accelerator.device, accelerator.is_main_process, accelerator.num_processes > 1
+    step_fn, optimizer_ = accelerator.prepare(TrainingStep(model, loss_fn), optimizer)  # DDP with several processes
     averaged = WeightAverage(model, average) if average is not None else None
+    state = state_path(checkpoint) if checkpoint is not None and resumable is not None else None
+    history: list[dict] = []
+    if resume:  # every process reads the same state, so their weights stay equal
+        _, history = load_state(state, model, optimizer, scheduler, averaged, resumable)
+    start = time.perf_counter() - (history[-1]["time_s"] if history else 0.0)
 
     def judged():  # the weights that are evaluated and saved: the average, while training with one
         return averaged.applied() if averaged is not None else nullcontext()
 
     def save(step: int) -> None:
-        if checkpoint is not None:
-            with judged():
-                save_checkpoint(checkpoint, model, {**(metadata() if metadata else {}), "step": step})
+        if checkpoint is None or not main:
+            return
+        if state is not None and step < steps:  # the model's own weights, before the average is swapped in
+            save_state(state, step, model, optimizer, scheduler, averaged, history, resumable)
+        with judged():
+            save_checkpoint(checkpoint, model, {**(metadata() if metadata else {}), "step": step})
 
     def check(entry: dict) -> None:
-        if evaluate is None:
+        if evaluate is None or not main:
             return
         model.eval()
         with torch.no_grad(), judged():
@@ -142,45 +196,63 @@ def fit(
         model.train()
         bar.write(f"step {entry['step']}: " + ", ".join(f"{k} {v:.4g}" for k, v in entry.items() if k != "step"))
 
-    model.to(device).train()
-    bar = tqdm(total=steps, desc=desc, mininterval=2.0, dynamic_ncols=True)
+    def agreed(*flags: bool) -> list[bool]:  # several processes: a flag raised by any one holds for all
+        if not several:
+            return list(flags)
+        raised = accelerator.gather(torch.tensor([flags], dtype=torch.int32, device=device))  # (processes, flags)
+        return raised.amax(0).bool().tolist()
+
+    model.train()
+    bar = tqdm(total=steps, initial=len(history), desc=desc, mininterval=2.0, dynamic_ncols=True, disable=not main)
     with stop_on_ctrl_c():  # the first Ctrl-C stops the loop; later ones wait for the checkpoint
         try:
-            for step in range(1, steps + 1):
-                batch = next(batches).to(device)
-                logs = loss_fn(model, batch)
-                optimizer.zero_grad(set_to_none=True)
-                logs["loss"].backward()
-                optimizer.step()
-                if scheduler is not None:
-                    scheduler.step()
-                if averaged is not None:
-                    averaged.update()
-                entry = {"step": step, **{k: float(v.detach()) for k, v in logs.items()},
-                         "time_s": time.perf_counter() - start}
-                history.append(entry)
-                bar.update(1)
-                bar.set_postfix(loss=f"{entry['loss']:.4f}", refresh=False)
-                out_of_time = time_budget_s is not None and entry["time_s"] >= time_budget_s
-                if step % eval_every == 0 or step == steps or out_of_time:
-                    check(entry)
-                if out_of_time:
-                    break
-                if step % checkpoint_every == 0 and step < steps:
-                    save(step)
+            with held() if several else nullcontext():  # several: Ctrl-C is held to the step's end, then agreed
+                for step in range(len(history) + 1, steps + 1):
+                    batch = next(batches).to(device)
+                    logs = step_fn(batch)
+                    optimizer_.zero_grad(set_to_none=True)
+                    accelerator.backward(logs["loss"])  # several processes: gradients averaged over all of them
+                    optimizer_.step()
+                    if scheduler is not None:
+                        scheduler.step()
+                    if averaged is not None:
+                        averaged.update()
+                    entry = {"step": step, **{k: float(v.detach()) for k, v in logs.items()},
+                             "time_s": time.perf_counter() - start}
+                    history.append(entry)
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{entry['loss']:.4f}", refresh=False)
+                    out_of_time = time_budget_s is not None and entry["time_s"] >= time_budget_s
+                    out_of_time, stop = agreed(out_of_time, several and pressed())
+                    if stop:
+                        raise KeyboardInterrupt
+                    if step % eval_every == 0 or step == steps or out_of_time:
+                        check(entry)
+                    if out_of_time:
+                        break
+                    if step % checkpoint_every == 0 and step < steps:
+                        save(step)
         except KeyboardInterrupt:
             note_interrupt()
             if history:
                 history[-1]["interrupted"] = True
-            bar.write(f"interrupted after {len(history)} steps; saving what was learned so far.")
+            if main:
+                bar.write(f"interrupted after {len(history)} steps; saving what was learned so far.")
         finally:
             bar.close()
         with held():  # a Ctrl-C from here on waits until the checkpoint is written whole
+            interrupted = bool(history and history[-1].get("interrupted"))
+            if interrupted:
+                save(len(history))  # the resume state too, for --resume
             if averaged is not None:
                 averaged.copy_to_model()  # the model now holds the average for good
                 averaged = None
             model.eval()
-            save(len(history))
+            if not interrupted:
+                save(len(history))
+                if state is not None and main:
+                    state.unlink(missing_ok=True)  # finished: nothing to resume
+            accelerator.wait_for_everyone()  # the files are whole before any process moves on
         if stopping() and history:
             history[-1]["interrupted"] = True
     return history

@@ -6,7 +6,8 @@ colour-complete mix of issue 12, latentlab.sources), watched on the held-out pho
 shipped VAE is five runs of this job, each from the one before: recipes/vae.toml holds their settings, docs/vae.md
 and docs/vae-colour.md the trials that chose them (the last two runs are for colour). Each run writes
 its checkpoint and a manifest beside it: the command that reproduces it, its settings, what it scored, and the
-record of the run it started from. A little over 300 lines: one job's settings, data, loop and record, kept together.
+record of the run it started from. Longer than 300 lines (about 340): one job's settings, data, loop and record
+(one process or several, resumable), kept together.
 """
 
 from __future__ import annotations
@@ -32,13 +33,14 @@ from latentlab.checkpoints import (
     write_manifest,
 )
 from latentlab.data import TRAIN_PHOTOS, PhotoCrops, batches, heldout_images
-from latentlab.device import describe, pick_device, seed_everything, set_threads
+from latentlab.device import describe, pick_device, seed_everything, stream_seed
 from latentlab.errors import InputError
 from latentlab.images import psnr
 from latentlab.interrupts import held, stop_on_ctrl_c, stopping
 from latentlab.recipes import Rule, above, at_least, command, git_commit, setting, shown_path, validate
+from latentlab.resume import saved_step, state_path
 from latentlab.sources import FolderCrops, colour_mix
-from latentlab.train import fit, vae_loss, warmup_cosine
+from latentlab.train import OneProcess, fit, vae_loss, warmup_cosine
 from latentlab.vae import VAE, VAEConfig, estimate_scaling_factor
 
 FRACTIONS = Rule(lambda v: 0 < v[0] <= v[1] <= 1, "two fractions lo,hi with 0 < lo <= hi <= 1")
@@ -46,6 +48,14 @@ WIDTHS = Rule(lambda v: len(v) > 0 and min(v) > 0, "{kind}, each > 0")
 FRACTION = Rule(lambda v: 0 <= v <= 1, "a fraction between 0 and 1")
 DECAY = Rule(lambda v: 0 < v < 1, "a decay strictly between 0 and 1 (e.g. 0.999)")
 CHECKPOINT = Rule(lambda v: v.endswith(".safetensors"), "a path ending in .safetensors (the manifest goes beside it)")
+# what may change when a run is resumed: where and how it runs, and how often it reports; everything else must match
+FREE_ON_RESUME = {"device", "threads", "mixed_precision", "resume", "out", "eval_every", "eval_size", "checkpoint_every",
+                  "eval_samples", "eval_steps"}
+
+
+def must_match(settings) -> dict:
+    """the settings a resumed run must share with the run that saved the state"""
+    return {k: v for k, v in asdict(settings).items() if k not in FREE_ON_RESUME}
 
 
 @dataclass
@@ -89,6 +99,9 @@ class VAETraining:
     checkpoint_every: int = setting(1000, "save the checkpoint every N steps and at the end", at_least(1))
     device: str | None = setting(None, "cpu, cuda or mps (default: the best available)", kind="machine")
     threads: int | None = setting(None, "CPU threads (default: the cores that are free)", at_least(1))
+    mixed_precision: Literal["auto", "no", "bf16"] = setting(  # bf16 keeps float32's range in half the memory (no loss scaling)
+        "auto", "bf16 mixed precision or no (float32); auto: bf16 on a CUDA GPU that has it", kind="machine")
+    resume: bool = setting(False, "continue an interrupted run from the resume state beside --out", kind="machine")
     out: str | None = setting("vae.safetensors", "checkpoint to write; its manifest goes beside it as .json", CHECKPOINT,
                        kind="path")
 
@@ -186,24 +199,31 @@ def chart_errors(model: nn.Module, chart: torch.Tensor, patch: int = 64) -> dict
 
 
 def train_vae(settings: VAETraining | None = None, device: torch.device | str = "cpu", metadata=None,
-              data: Dataset | None = None):
+              data: Dataset | None = None, accelerator=None, first_items: list[int] | None = None):
     """Train a course VAE on random crops of the training photos (or the settings' mix) -> (vae, history).
 
     Args:
         settings: what to train and how (default: VAETraining(), the first run of the shipped VAE).
         metadata: called at each save for extra metadata to store beside the VAE's config.
         data: the training items, when already built by training_data(settings).
+        accelerator: this process's part of a launched group (latentlab.parallel); its device replaces `device`.
+        first_items: a list that receives the item indices of this process's first batch.
     The scaling factor is measured at the end on the run's own photo crops, leaves and colour augmentation left out:
     what the lessons encode (1 / std of the latents, as SD measured 0.18215). Ctrl-C stops early: the checkpoint is
     still saved whole, and the last history entry says "interrupted".
     """
     settings = settings or VAETraining()
+    accelerator = accelerator or OneProcess(device)
+    device, process = accelerator.device, accelerator.process_index
     config = vae_config(settings)
+    out = None if settings.out is None else Path(settings.out)
+    start = saved_step(state_path(out), must_match(settings)) if settings.resume and out is not None else 0
     generator = seed_everything(settings.seed)
-    vae = VAE(config)
+    vae = VAE(config)  # the same initial weights in every process
     if settings.init is not None:
         load_finite(settings.init, vae)
-    out = None if settings.out is None else Path(settings.out)
+    if process or start:  # each process draws its own noise, and a resumed run draws afresh from its step
+        generator.manual_seed(stream_seed(settings.seed, "noise", process, start))
     data = training_data(settings) if data is None else data
     heldout = heldout_images(settings.eval_size).to(device)  # watched during training, never trained on
     patch = max(8, settings.eval_size // 32 * 8)  # 64 at 256 as in `latentlab eval vae`; the chart is never trained on
@@ -218,17 +238,19 @@ def train_vae(settings: VAETraining | None = None, device: torch.device | str = 
     def stored() -> dict:
         return {"config": asdict(vae.config), **(metadata() if metadata else {})}
 
-    history = fit(vae, loss, batches(data, settings.batch_size, settings.seed), settings.steps, optimizer,
+    shard = batches(data, settings.batch_size, settings.seed, process, accelerator.num_processes, start, first_items)
+    history = fit(vae, loss, shard, settings.steps, optimizer,
                   torch.optim.lr_scheduler.LambdaLR(optimizer, schedule),
                   evaluate=lambda model: {"heldout_psnr": heldout_psnr(model, heldout),
                                           **chart_errors(model, chart, patch)},
                   eval_every=settings.eval_every, checkpoint=out, checkpoint_every=settings.checkpoint_every,
-                  metadata=stored, device=device, desc="train vae", average=settings.average)
+                  metadata=stored, desc="train vae", average=settings.average, accelerator=accelerator,
+                  resumable=must_match(settings) if out is not None else None, resume=start > 0)
     with held(), torch.no_grad():  # a Ctrl-C now waits: the scaling factor belongs to the checkpoint
         crops = plain_crops(data) or PhotoCrops(settings.crop, "train", 256, settings.seed, settings.crop_scale)
         sample = torch.stack([crops[i] for i in range(min(len(crops), 256))])
         vae.config.scaling_factor = round(estimate_scaling_factor(vae, sample, generator), 5)
-        if out is not None:
+        if out is not None and accelerator.is_main_process:
             save_checkpoint(out, vae, {**stored(), "step": len(history)})
     if stopping() and history:
         history[-1]["interrupted"] = True
@@ -237,6 +259,8 @@ def train_vae(settings: VAETraining | None = None, device: torch.device | str = 
 
 def run(settings: VAETraining, recipe: dict | None = None) -> int:
     """`latentlab train vae`: train, write the checkpoint and its manifest -> exit code (130 after a Ctrl-C)"""
+    from latentlab import parallel  # late: accelerate takes a second to import, and the lessons never need it
+
     with stop_on_ctrl_c():
         config = vae_config(settings)  # bad settings or a bad --init are refused before anything runs
         VAE(config)  # and so are widths that the groups do not divide
@@ -244,17 +268,28 @@ def run(settings: VAETraining, recipe: dict | None = None) -> int:
             settings = replace(settings, block_out_channels=config.block_out_channels,
                                layers_per_block=config.layers_per_block, norm_num_groups=config.norm_num_groups)
         base = _base_record(Path(settings.init)) if settings.init is not None else None
-        set_threads(settings.threads)
-        device = pick_device(settings.device)
         line, out, commit = command(settings), Path(settings.out), git_commit()  # the code as the run starts
+        resumed = saved_step(state_path(out), must_match(settings)) if settings.resume else 0  # refused now if wrong
+        accelerator = parallel.accelerator_for(pick_device(settings.device), settings.mixed_precision, settings.threads)
+        device, main, first = accelerator.device, accelerator.is_main_process, []
         try:
             data = training_data(settings)  # an empty or unreadable --data folder is refused before the first line
-            print(f"{line}\non {describe(device)}", file=sys.stderr)
+            if main:
+                print(f"{line}\non {describe(device)}{parallel.spread(accelerator)}" +
+                      (f"\nresuming after step {resumed} from {state_path(out)}" if resumed else ""), file=sys.stderr)
+                warning = getattr(plain_crops(data), "warning", lambda: None)()  # a folder's unreadable files
+                if warning:
+                    print(warning, file=sys.stderr)
             start = time.perf_counter()
-            vae, history = train_vae(settings, device, metadata=lambda: {"command": line}, data=data)
+            vae, history = train_vae(settings, device, metadata=lambda: {"command": line}, data=data,
+                                     accelerator=accelerator, first_items=first)
         except KeyboardInterrupt:
             print("latentlab train vae: interrupted before training began; nothing was written.", file=sys.stderr)
             return 130
+        processes = parallel.record(accelerator, vae, first)  # every process takes part
+        accelerator.end_training()
+        if not main:
+            return 130 if stopping() else 0
         with held():  # a Ctrl-C now waits until the manifest is written beside the checkpoint
             wall = time.perf_counter() - start
             last = history[-1] if history else {"step": 0}
@@ -268,9 +303,11 @@ def run(settings: VAETraining, recipe: dict | None = None) -> int:
                 "data": describe_data(settings, data),
                 "steps": settings.steps,
                 "steps_done": len(history),
+                **({"resumed_after": resumed} if resumed else {}),
                 "interrupted": interrupted,
                 "wall_time_s": round(wall, 1),
                 "device": describe(device),
+                "processes": processes,
                 "torch": torch.__version__,
                 "training": asdict(settings),
                 "config": asdict(vae.config),
@@ -284,7 +321,8 @@ def run(settings: VAETraining, recipe: dict | None = None) -> int:
             write_manifest(out.with_suffix(".json"), manifest)
         if interrupted:
             print(f"latentlab train vae: interrupted after {len(history)} of {settings.steps} steps; wrote {out} and "
-                  f"{out.with_suffix('.json')} (marked interrupted, not evaluated).", file=sys.stderr)
+                  f"{out.with_suffix('.json')} (marked interrupted, not evaluated; --resume yes continues).",
+                  file=sys.stderr)
         else:
             score = (f"; held-out PSNR {last['heldout_psnr']:.2f} dB, ColorChecker mean {last['chart_mean']:.1f}/255"
                      if "heldout_psnr" in last else "")

@@ -101,3 +101,20 @@ def test_grace_hopper_goes_through_the_one_loader_and_is_unchanged():
 
     expected = plt.imread(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
     assert (data._photo_array("grace_hopper") == expected).all()  # the same pixels the shipped VAE trained on
+
+
+def test_batches_of_several_processes_are_the_parts_of_one_process_batch():
+    """two processes share one order and split every global batch: together they see what one process would"""
+    items = torch.arange(40, dtype=torch.float32)[:, None, None, None].expand(40, 3, 1, 1)
+    batches = data.batches
+    one = batches(items, 4, seed=3)
+    seen = [[], []]
+    parts = [batches(items, 2, seed=3, process=p, processes=2, first_items=seen[p]) for p in (0, 1)]
+    for _ in range(15):  # past an epoch's end
+        whole = next(one)
+        assert torch.equal(torch.cat([next(parts[0]), next(parts[1])]), whole)
+    assert seen[0] and seen[1] and not set(seen[0]) & set(seen[1])  # different items from the first batch on
+    with pytest.raises(InputError, match="batch_size 16 x 3 processes is larger than the dataset's 40 items"):
+        batches(items, 16, processes=3)
+    resumed = batches(items, 4, seed=3, start=7)
+    assert not torch.equal(next(resumed), next(batches(items, 4, seed=3)))  # a resumed run draws its order afresh

@@ -4,7 +4,6 @@ made the shipped weights, and the whole rebuild chain (`make weights`) run small
 import json
 import re
 import shlex
-import shutil
 from dataclasses import asdict, fields
 from pathlib import Path
 

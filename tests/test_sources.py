@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -63,3 +65,54 @@ def test_colour_mix_draws_from_all_three_sources():
     used = {mix.source_of(i)[0] for i in range(60)}
     assert used == {0, 1, 2}
     assert mix[0].shape == (3, 16, 16)
+
+
+def _exif_rotated_jpeg(path, size=(48, 24)):
+    """a landscape JPEG whose EXIF says: turn me 90 degrees (orientation 6), so it is shown as portrait"""
+    image = Image.fromarray(np.random.default_rng(1).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    image.save(path, exif=exif.tobytes())
+
+
+@pytest.mark.parametrize("keep", [100, 2], ids=["in memory", "streamed"])
+def test_folder_trees_of_jpeg_png_and_webp_skip_and_count_what_cannot_be_read(tmp_path, keep):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    _write_photos(tmp_path, n=1)
+    Image.fromarray(np.full((40, 56, 3), 200, np.uint8)).save(tmp_path / "a" / "flat.webp")
+    _exif_rotated_jpeg(tmp_path / "a" / "b" / "turned.jpg")
+    (tmp_path / "a" / "b" / "cut.png").write_bytes((tmp_path / "photo0.png").read_bytes()[:60])  # truncated
+    crops = FolderCrops(tmp_path, size=16, length=64, seed=0, keep=keep)
+    assert crops.streamed == (keep == 2) and crops.found == 4
+    items = [crops[i] for i in range(64)]  # streamed: the broken file turns up among these draws
+    assert all(x.shape == (3, 16, 16) and -1 <= x.min() and x.max() <= 1 for x in items)
+    assert torch.equal(items[9], FolderCrops(tmp_path, size=16, length=64, seed=0, keep=keep)[9])
+    assert [p.name for p, _ in crops.skipped] == ["cut.png"]
+    warning = crops.warning()
+    assert warning.startswith(f"warning: skipped 1 of 4 image files in {tmp_path} that could not be read (e.g. cut.png")
+    assert "\n" not in warning and FolderCrops(tmp_path / "a" / "b", size=16, keep=keep).warning() is not None
+
+
+def test_a_streamed_folder_applies_exif_orientation(tmp_path):
+    stored = np.zeros((48, 48, 3), np.uint8)
+    stored[:, 24:] = 255  # stored: left half black, right half white
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned 90 degrees clockwise: the black half on top
+    Image.fromarray(stored).save(tmp_path / "turned.jpg", exif=exif.tobytes())
+    crops = FolderCrops(tmp_path, size=16, length=4, seed=0, scale=(1.0, 1.0), flip=False, keep=0)
+    x = crops[0]  # the whole picture, shrunk to 16 x 16
+    assert x[:, :6].mean() < -0.8 and x[:, -6:].mean() > 0.8  # top dark, bottom light: as shown, not as stored
+
+
+def test_an_unreadable_subfolder_is_one_sentence(tmp_path):
+    if os.geteuid() == 0:
+        pytest.skip("root reads every folder")
+    (tmp_path / "locked").mkdir()
+    _write_photos(tmp_path / "locked", n=1)
+    (tmp_path / "locked").chmod(0)
+    try:
+        with pytest.raises(InputError, match="cannot list the images in") as err:
+            FolderCrops(tmp_path, size=16)
+        assert "\n" not in str(err.value)
+    finally:
+        (tmp_path / "locked").chmod(0o755)

@@ -85,14 +85,14 @@ def test_ctrl_c_in_train_vae_saves_both_files_marked_interrupted_and_exits_130(t
     err = capsys.readouterr().err
     assert code == 130 and "Traceback" not in err and "nan" not in err
     assert _last_line(err) == (f"latentlab train vae: interrupted after 2 of 50 steps; wrote {out} and "
-                               f"{out.with_suffix('.json')} (marked interrupted, not evaluated).")
+                               f"{out.with_suffix('.json')} (marked interrupted, not evaluated; --resume yes continues).")
     manifest = json.loads(out.with_suffix(".json").read_text())
     assert manifest["interrupted"] is True and manifest["steps_done"] == 2
     assert "heldout_psnr" not in manifest["final"]  # not evaluated
     vae = VAE(VAEConfig(**manifest["config"]))
     assert load_checkpoint(out, vae)["step"] == "2"
     assert manifest["config"]["scaling_factor"] != VAEConfig().scaling_factor  # measured all the same
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["v.json", "v.safetensors"]  # no temp file left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v.json", "v.resume.safetensors", "v.safetensors"]  # no temp
 
 
 def test_ctrl_c_before_training_begins_writes_nothing_and_says_so(tmp_path, capsys, monkeypatch):
@@ -130,7 +130,7 @@ def test_ctrl_c_in_train_unet_skips_the_judge(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert code == 130 and "Traceback" not in err
     assert _last_line(err) == (f"latentlab train unet: interrupted after 1 steps; wrote {out} and "
-                               f"{out.with_suffix('.json')} (marked interrupted, not judged).")
+                               f"{out.with_suffix('.json')} (marked interrupted, not judged; --resume yes continues).")
     manifest = json.loads(out.with_suffix(".json").read_text())
     assert manifest["interrupted"] is True and manifest["steps_done"] == 1 and manifest["quality"] == {}
 
@@ -194,7 +194,7 @@ def test_two_real_ctrl_c_to_the_command_leave_a_whole_checkpoint_and_manifest(tm
     assert manifest["interrupted"] is True and manifest["steps_done"] >= 1
     vae = VAE(VAEConfig(**manifest["config"]))
     assert load_checkpoint(out, vae)["step"] == str(manifest["steps_done"])
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["v.json", "v.safetensors"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v.json", "v.resume.safetensors", "v.safetensors"]
 
 
 @pytest.mark.parametrize("job", ["vae", "unet"])
@@ -225,3 +225,72 @@ def test_a_model_that_cannot_be_built_is_refused_before_anything_runs(args, word
     assert main(["train", *args, "--out", str(tmp_path / "x.safetensors")]) == 2
     err = capsys.readouterr().err
     assert words in err and err.count("\n") == 1 and list(tmp_path.iterdir()) == []
+
+
+# weights_sha256 of tiny runs' weights, recorded with the code before `latentlab train` ran through accelerate
+# (commit 500f773): one process without a launcher must still train exactly these weights, bit for bit
+BEFORE_ACCELERATE = {
+    "vae": "c503352c810a93224635a45154d63c549c7ff7f026f1b9d723cba9d55d296e7b",
+    "vae_avg": "9c2bf07425d3efc2ccb343feba71ac9d5c36bd4248e765f37c05198ff07f4535",
+    "unet_pixel": "e71b3e309af60c5d5362c7161ef3e58ea3434ee3f69c21f7fb304abb841fbb2b",
+    "unet_latent": "52d1a62bf653cb2a162d045bfc689240a6be9ce5a8208d139ce1a3c13a330339",
+    "unet_latent_vae": "d90eda7792867ed3db06ea1f5bcc9a59bb0094c9bc6858d1767cdc2b09ec2795",
+}
+TINY_VAE = ["--steps", "6", "--batch-size", "2", "--crop", "16", "--block-out-channels", "8,16", "--norm-num-groups",
+            "4", "--eval-size", "32", "--threads", "1", "--device", "cpu", "--eval-every", "3", "--checkpoint-every", "2"]
+TINY_UNET = ["--steps", "6", "--batch-size", "4", "--num-images", "8", "--image-size", "16", "--eval-samples", "2",
+             "--eval-steps", "2", "--threads", "1", "--device", "cpu", "--block-out-channels", "16,32",
+             "--attention-head-dim", "16", "--norm-num-groups", "8", "--checkpoint-every", "2"]
+
+
+@pytest.mark.parametrize("name,args", [("vae_avg", ["vae", *TINY_VAE, "--average", "0.9"]),
+                                       ("unet_pixel", ["unet", "--space", "pixel", *TINY_UNET]),
+                                       ("unet_latent", ["unet", "--finetune-vae", "2", *TINY_UNET])])
+def test_one_process_trains_the_same_weights_as_before_accelerate(name, args, tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    from latentlab.parallel import weights_sha256
+
+    class Tensors(torch.nn.Module):
+        def __init__(self, path):
+            super().__init__()
+            self.tensors = load_file(path)
+
+        def state_dict(self, *args, **kwargs):
+            return self.tensors
+
+    assert main(["train", *args, "--out", str(tmp_path / f"{name}.safetensors")]) == 0
+    for made in sorted(tmp_path.glob("*.safetensors")):
+        assert weights_sha256(Tensors(made)) == BEFORE_ACCELERATE[made.stem], made.name
+    manifest = json.loads((tmp_path / f"{name}.json").read_text())
+    assert manifest["processes"]["world_size"] == 1 and manifest["processes"]["mixed_precision"] == "no"
+    assert not list(tmp_path.glob("*.resume.safetensors"))  # finished: no resume state left
+
+
+def test_an_interrupted_run_resumes_from_its_checkpoint_step_with_the_same_settings_only(tmp_path, capsys, monkeypatch):
+    calls = 0
+    real_loss = vae_training.vae_loss
+
+    def loss(*args, **kwargs):
+        nonlocal calls
+        calls += 1
+        if calls == 6:
+            _ctrl_c()  # during step 6: steps 1-5 are done
+        return real_loss(*args, **kwargs)
+
+    monkeypatch.setattr(vae_training, "vae_loss", loss)
+    out = tmp_path / "v.safetensors"
+    args = ["train", "vae", *TINY_VAE, "--steps", "10", "--out", str(out)]
+    assert main(args) == 130
+    assert json.loads(out.with_suffix(".json").read_text())["steps_done"] == 5
+    capsys.readouterr()
+    assert main([*args, "--lr", "0.002", "--resume", "yes"]) == 2  # another run's state
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "saved by a run with other settings (lr 0.001 there, 0.002 now)" in err
+    monkeypatch.setattr(vae_training, "vae_loss", real_loss)
+    assert main([*args, "--resume", "yes", "--threads", "1", "--eval-every", "5"]) == 0  # how often it reports may change
+    assert "resuming after step 5 from" in capsys.readouterr().err
+    manifest = json.loads(out.with_suffix(".json").read_text())
+    assert manifest["resumed_after"] == 5 and manifest["steps_done"] == 10 and not manifest["interrupted"]
+    assert "heldout_psnr" in manifest["final"] and load_checkpoint(out, VAE(VAEConfig(**manifest["config"])))["step"] == "10"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v.json", "v.safetensors"]
