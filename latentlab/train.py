@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -90,8 +90,8 @@ class WeightAverage:
 
 def fit(
     model: nn.Module,
-    loss_fn: Callable[[nn.Module, torch.Tensor], dict[str, torch.Tensor]],
-    batches: Iterator[torch.Tensor],
+    loss_fn: Callable[[nn.Module, Any], dict[str, torch.Tensor]],
+    batches: Iterator[torch.Tensor | tuple[torch.Tensor, ...]],
     steps: int,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
@@ -109,7 +109,8 @@ def fit(
 
     Args:
         loss_fn: returns a dict of scalar tensors with at least "loss"; every entry goes into the history.
-        batches: an endless iterator of batches (moved to `device` here).
+        batches: an endless iterator of batches, each a tensor or a tuple of them (e.g. images and labels), moved
+            to `device` here.
         evaluate: called every `eval_every` steps and at the end, in eval mode and without gradients; its
             numbers are added to that step's history entry.
         checkpoint: where `save_checkpoint` writes every `checkpoint_every` steps and at the end.
@@ -147,7 +148,8 @@ def fit(
     with stop_on_ctrl_c():  # the first Ctrl-C stops the loop; later ones wait for the checkpoint
         try:
             for step in range(1, steps + 1):
-                batch = next(batches).to(device)
+                batch = next(batches)
+                batch = tuple(b.to(device) for b in batch) if isinstance(batch, tuple) else batch.to(device)
                 logs = loss_fn(model, batch)
                 optimizer.zero_grad(set_to_none=True)
                 logs["loss"].backward()
