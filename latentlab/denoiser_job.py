@@ -36,7 +36,7 @@ from latentlab.errors import InputError
 from latentlab.images import psnr
 from latentlab.interrupts import held, stop_on_ctrl_c, stopping
 from latentlab.latents import unscale
-from latentlab.quality import by_request, judge, recognised_as_asked
+from latentlab.quality import by_request, judge, recognised_as_asked, requests
 from latentlab.recipes import command, git_commit
 from latentlab.unet import UNet, UNetConfig
 from latentlab.vae import VAE, VAEConfig
@@ -197,11 +197,6 @@ def _finetune_and_save(vae: VAE, source: Path, images: torch.Tensor, settings: D
         print(f"wrote {path}: held-out shapes {report['heldout_shapes']['psnr']} dB, "
               f"{report['heldout_shapes']['summary']}", file=sys.stderr)
     return interrupted or stopping()
-
-
-def requests(n: int, classes: int = len(SHAPE_CLASSES)) -> torch.Tensor:
-    """n samples -> the class each is asked for: 0, 1, ..., classes-1, 0, 1, ... (equal numbers when n divides)"""
-    return torch.arange(n) % classes
 
 
 def judge_denoiser(model: nn.Module, vae: nn.Module | None, settings: DenoiserTraining, config: UNetConfig) -> dict:
