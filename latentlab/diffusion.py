@@ -7,7 +7,8 @@ step (Song et al. 2021, https://arxiv.org/abs/2010.02502, eq. 12); the cosine sc
 2021 (https://arxiv.org/abs/2102.09672, eq. 17). `sample` runs the DDPM loop itself or any diffusers
 scheduler (DDPMScheduler, DDIMScheduler) with the same model; a class-conditional model is trained with some labels
 dropped and sampled with classifier-free guidance (Ho & Salimans 2022, https://arxiv.org/abs/2207.12598, Alg. 1-2).
-About 350 lines: schedules, forward process, reverse step and loops, in the order the papers give them.
+Longer than 300 lines (some 350): schedules, forward process, reverse step and loops with guidance, in the
+order the papers give them.
 """
 
 from __future__ import annotations
