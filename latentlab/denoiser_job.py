@@ -2,8 +2,9 @@
 
 The settings and the training itself are in denoiser_training; this module makes a run into files: the
 denoiser's checkpoint and manifest, and with `finetune_vae` the adapted VAE's (<name>_vae) beside them. The
-judge samples with DDIM, decodes and scores the shapes (latentlab.quality). Ctrl-C leaves every file written
-whole and marked interrupted, and skips what was not yet judged (exit 130).
+judge samples with DDIM, decodes and scores the shapes (latentlab.quality); a class-conditional model is asked for
+each shape equally often, with classifier-free guidance. Ctrl-C leaves every file written whole and marked
+interrupted, and skips what was not yet judged (exit 130).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from latentlab.checkpoints import (
     sha256_file,
     write_manifest,
 )
-from latentlab.data import heldout_images, shapes_batch
+from latentlab.data import SHAPE_CLASSES, heldout_images, shapes_batch
 from latentlab.denoiser_training import DenoiserTraining, encode_dataset, finetune_vae, train_denoiser, unet_config
 from latentlab.device import describe, pick_device
 from latentlab.diffusion import sample
@@ -36,7 +37,7 @@ from latentlab.errors import InputError
 from latentlab.images import psnr
 from latentlab.interrupts import held, stop_on_ctrl_c, stopping
 from latentlab.latents import unscale
-from latentlab.quality import judge
+from latentlab.quality import by_request, judge, recognised_as_asked, requests
 from latentlab.recipes import command, git_commit
 from latentlab.resume import saved_step, state_path
 from latentlab.unet import UNet, UNetConfig
@@ -77,7 +78,7 @@ def run(settings: DenoiserTraining, recipe: dict | None = None) -> int:
                   (f"\nresuming after step {resumed} from {state_path(out)}" if resumed else ""), file=sys.stderr)
         written: list[Path] = []
         try:
-            images, _ = shapes_batch(settings.num_images, size=settings.image_size, seed=settings.seed)
+            images, labels = shapes_batch(settings.num_images, size=settings.image_size, seed=settings.seed)
             vae, vae_path = None, source
             if source is not None:
                 vae = load_vae(source, device)
@@ -93,10 +94,12 @@ def run(settings: DenoiserTraining, recipe: dict | None = None) -> int:
             data = encode_dataset(vae, images.to(device)) if vae is not None else images
             del images
             extra = {"space": settings.space, "vae": vae_path.stem if vae_path else None,
-                     "beta_schedule": settings.beta_schedule, "prediction_type": "epsilon"}
+                     "beta_schedule": settings.beta_schedule, "prediction_type": "epsilon",
+                     **({"classes": list(SHAPE_CLASSES)} if settings.classes else {})}  # class k, then "no class"
             start = time.perf_counter()
             model, history = train_denoiser(
-                data, config, steps=settings.steps, batch_size=settings.batch_size, lr=settings.lr,
+                data, config, labels if settings.classes else None, uncond_prob=settings.uncond_prob,
+                steps=settings.steps, batch_size=settings.batch_size, lr=settings.lr,
                 beta_schedule=settings.beta_schedule, seed=settings.seed, time_budget_s=settings.time_budget,
                 min_snr_gamma=settings.min_snr_gamma or None, average=settings.average, out=out, checkpoint_every=settings.checkpoint_every,
                 desc=f"train unet ({settings.space})",
@@ -215,17 +218,28 @@ def _finetune_and_save(vae: VAE, source: Path, images: torch.Tensor, settings: D
 
 
 def judge_denoiser(model: nn.Module, vae: nn.Module | None, settings: DenoiserTraining, config: UNetConfig) -> dict:
-    """sample with DDIM, decode, and judge the shapes (latentlab.quality) -> the manifest's quality entry"""
+    """sample with DDIM, decode, and judge the shapes (latentlab.quality) -> the manifest's quality entry
+
+    A class-conditional model is asked for every shape equally often (guidance `settings.guidance`); the entry then
+    also says how many samples were recognised as the class asked for, overall and per class.
+    """
     scheduler = DDIMScheduler(num_train_timesteps=config.num_train_timesteps, beta_schedule=settings.beta_schedule,
                               clip_sample=vae is None)
     shape = (settings.eval_samples, config.in_channels, config.sample_size, config.sample_size)
+    asked = requests(settings.eval_samples) if config.num_class_embeds is not None else None
     start = time.perf_counter()
-    x = sample(model, shape, scheduler, settings.eval_steps, torch.Generator().manual_seed(settings.seed + 1))
+    x = sample(model, shape, scheduler, settings.eval_steps, torch.Generator().manual_seed(settings.seed + 1),
+               class_labels=asked, guidance=settings.guidance if asked is not None else 1.0)
     with torch.no_grad():
         images = torch.cat([vae.decode(unscale(z, vae.scaling_factor)) for z in x.split(64)]) if vae is not None else x
     verdict = judge(images.cpu())
-    return {"samples": settings.eval_samples, "ddim_steps": settings.eval_steps,
+    conditional = {} if asked is None else {
+        "guidance": settings.guidance, "recognised_as_asked": round(recognised_as_asked(verdict, asked), 4),
+        "by_request": by_request(verdict, asked)}
+    return {"samples": settings.eval_samples, "ddim_steps": settings.eval_steps, **conditional,
             "recognised": round(verdict.recognised, 4), "flat": round(verdict.flat, 4),
             "matched": round(verdict.matched, 4), "mean_iou": round(verdict.mean_iou, 3),
             "class_counts": verdict.class_counts, "balance": round(verdict.balance(), 3),
-            "sampling_s": round(time.perf_counter() - start, 1), "summary": str(verdict)}
+            "sampling_s": round(time.perf_counter() - start, 1),
+            "summary": str(verdict) + (f"; as asked {100 * conditional['recognised_as_asked']:.1f}%" if conditional
+                                       else "")}

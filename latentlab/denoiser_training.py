@@ -3,8 +3,9 @@
 A UNet learns to predict the noise added to its training data (Ho et al. 2020, https://arxiv.org/abs/2006.11239,
 Algorithm 1): Shapes images encoded once by the course VAE into scaled latents (latents.scale), or the pixels
 themselves. A photo VAE is first adapted to the shapes (`finetune_vae`, saved beside the denoiser as
-<name>_vae). recipes/denoiser.toml and recipes/denoiser_pixel.toml hold the shipped models' settings;
-denoiser_job runs them (`latentlab train unet`).
+<name>_vae). With `classes` the UNet also learns which shape it draws, some labels dropped to "no class"
+(classifier-free guidance, Ho & Salimans 2022, https://arxiv.org/abs/2207.12598). recipes/denoiser.toml and
+recipes/denoiser_pixel.toml hold the shipped models' settings; denoiser_job runs them (`latentlab train unet`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import ClassVar, Literal
 import torch
 from torch import nn
 
+from latentlab.data import SHAPE_CLASSES
 from latentlab.device import seed_everything, stream_seed
 from latentlab.diffusion import alphas_cumprod, diffusion_loss, make_betas
 from latentlab.errors import InputError
@@ -27,7 +29,7 @@ from latentlab.resume import saved_step, state_path
 from latentlab.train import OneProcess, budget_cosine, fit, vae_loss, warmup_cosine
 from latentlab.unet import UNet, UNetConfig
 from latentlab.vae import estimate_scaling_factor
-from latentlab.vae_training import CHECKPOINT, DECAY, WIDTHS
+from latentlab.vae_training import CHECKPOINT, DECAY, FRACTION, WIDTHS
 
 SIDE = Rule(lambda v: v >= 8 and v % 8 == 0, "a positive multiple of 8 (the VAE factor)")
 
@@ -63,6 +65,12 @@ class DenoiserTraining:
         0, "first adapt the VAE to the shapes for this many steps; saved beside the denoiser as <out>_vae",
         at_least(0), smoke=2)
     min_snr_gamma: float = setting(5.0, "Min-SNR loss weighting (0: the plain loss)", at_least(0))
+    classes: bool = setting(  # one draw per requested shape; the UNet gets a class embedding (num_class_embeds)
+        False, "condition the UNet on the shape's class, for classifier-free guidance", kind="model")
+    uncond_prob: float = setting(  # Ho & Salimans 2022 train with 0.1 or 0.2
+        0.1, "with classes: share of training labels replaced by 'no class', so one model learns both", FRACTION)
+    guidance: float = setting(  # 1: the conditional model as it is; above 1 pushes towards the requested class
+        1.0, "with classes: classifier-free guidance scale of the judged samples", at_least(0))
     average: float | None = setting(  # samples from the average are cleaner than from the last step's weights
         None, "keep a moving average of the weights with this decay (e.g. 0.999) and ship it", DECAY)
     eval_samples: int = setting(256, "samples judged at the end (0: none)", at_least(0), smoke=2)
@@ -85,6 +93,9 @@ class DenoiserTraining:
             self.vae = None
         elif self.vae is None:
             raise InputError("latent space needs a VAE: name a shipped one (e.g. vae) or a .safetensors file.")
+        if self.guidance != 1.0 and not self.classes:
+            raise InputError(f"guidance {self.guidance} steers samples towards a class; set classes to yes, or "
+                             "leave guidance at 1.")
         if self.num_images < self.batch_size:
             raise InputError(f"num_images {self.num_images} must be at least one batch ({self.batch_size}).")
         if self.resume and self.time_budget is not None:
@@ -108,12 +119,14 @@ def unet_config(settings: DenoiserTraining) -> UNetConfig:
         up_block_types=tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attention)),
         layers_per_block=settings.layers_per_block, norm_num_groups=settings.norm_num_groups,
         attention_head_dim=settings.attention_head_dim,
+        num_class_embeds=len(SHAPE_CLASSES) + 1 if settings.classes else None,  # the last one: "no class"
     )
 
 
 @torch.no_grad()
 def encode_dataset(vae: nn.Module, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
-    """images (N, 3, H, W) -> scaled latents (N, 4, H/8, W/8): scale(vae.encode(x).mode(), scaling_factor), in batches"""
+    """images (N, 3, H, W) -> scaled latents (N, 4, H/8, W/8), in the images' order (their labels still fit):
+    scale(vae.encode(x).mode(), scaling_factor), in batches"""
     return scale(torch.cat([vae.encode(chunk).mode().cpu() for chunk in images.split(batch_size)]), vae.scaling_factor)
 
 
@@ -160,6 +173,7 @@ _DEFAULTS = DenoiserTraining  # the defaults of train_denoiser are those of `lat
 def train_denoiser(
     data: torch.Tensor,
     config: UNetConfig | None = None,
+    labels: torch.Tensor | None = None,
     steps: int = _DEFAULTS.steps,
     batch_size: int = _DEFAULTS.batch_size,
     lr: float = _DEFAULTS.lr,
@@ -168,6 +182,7 @@ def train_denoiser(
     time_budget_s: float | None = _DEFAULTS.time_budget,
     min_snr_gamma: float | None = _DEFAULTS.min_snr_gamma,
     average: float | None = _DEFAULTS.average,
+    uncond_prob: float = _DEFAULTS.uncond_prob,
     out: str | Path | None = None,
     checkpoint_every: int = _DEFAULTS.checkpoint_every,
     evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
@@ -184,7 +199,9 @@ def train_denoiser(
 
     Args:
         data: the training set (N, C, H, W): scaled VAE latents (N, 4, 8, 8) or images (N, 3, 64, 64).
-        config: a UNetConfig whose in_channels match the data (default: UNetConfig() with the data's channels).
+        config: a UNetConfig whose in_channels match the data (default: UNetConfig() with the data's channels,
+            and with labels a class embedding for each class + "no class").
+        labels: (N,) class of each sample, 0 to K-1, for a class-conditional UNet (num_class_embeds = K + 1).
         beta_schedule: the noise schedule, named as in diffusers (the sampler must use the same).
         time_budget_s: stop after this many seconds (`steps` is then an upper bound) and decay the learning rate
             over the budget: the way to compare two models at equal wall-clock time.
@@ -192,6 +209,7 @@ def train_denoiser(
         average: with a decay (e.g. 0.999), the moving average of the weights is what is checkpointed and returned.
         accelerator, resumable, resume: as in train.fit; `first_items` receives this process's first batch's indices.
     Several processes share one order of the data, each taking its part of every batch and drawing its own noise.
+        uncond_prob: with labels, the share of them replaced by "no class" at each step (classifier-free guidance).
     """
     if not isinstance(data, torch.Tensor) or data.ndim != 4:
         raise InputError("data must be a tensor (N, C, H, W) of latents or images; encode images with encode_dataset.")
@@ -199,10 +217,12 @@ def train_denoiser(
         raise InputError(f"data holds {len(data)} samples, fewer than one batch of {batch_size}; add data or lower "
                          "batch_size.")
     C, H = data.shape[1], data.shape[2]
-    config = config or UNetConfig(sample_size=H, in_channels=C, out_channels=C)
+    classes = None if labels is None else int(labels.max()) + 2  # the classes seen, and "no class"
+    config = config or UNetConfig(sample_size=H, in_channels=C, out_channels=C, num_class_embeds=classes)
     if config.in_channels != C:
         raise InputError(f"the UNet takes {config.in_channels} channels but the data has {C}; set in_channels and "
                          f"out_channels to {C}.")
+    _check_labels(labels, len(data), config)
     config = replace(config, sample_size=H)
     accelerator = accelerator or OneProcess(device)
     process, processes = accelerator.process_index, accelerator.num_processes
@@ -218,21 +238,25 @@ def train_denoiser(
         order = torch.Generator().manual_seed(stream_seed(seed, "order", start))  # the same in every process
         generator.manual_seed(stream_seed(seed, "noise", process, start))  # its own
 
-    def batches() -> Iterator[torch.Tensor]:
+    def batches() -> Iterator[torch.Tensor | tuple[torch.Tensor, torch.Tensor]]:
         while True:
             for idx in torch.randperm(len(data), generator=order).split(batch_size * processes):
                 if len(idx) == batch_size * processes:
                     idx = idx[process * batch_size : (process + 1) * batch_size]  # this process's part
                     if first_items is not None and not first_items:
                         first_items.extend(idx.tolist())
-                    yield data[idx]
+                    yield data[idx] if labels is None else (data[idx], labels[idx])
+
+    def loss(unet: nn.Module, batch) -> dict[str, torch.Tensor]:
+        x0, y = (batch, None) if labels is None else batch
+        return {"loss": diffusion_loss(unet, x0, acp, generator, min_snr_gamma, y, uncond_prob)}
 
     warmup = min(100, steps // 10 + 1)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     factor = warmup_cosine(steps, warmup) if time_budget_s is None else budget_cosine(time_budget_s, warmup)
     history = fit(
         model,
-        lambda unet, x0: {"loss": diffusion_loss(unet, x0, acp, generator, min_snr_gamma)},
+        loss,
         batches(),
         steps,
         optimizer,
@@ -250,3 +274,19 @@ def train_denoiser(
         resume=start > 0,
     )
     return model, history
+
+
+def _check_labels(labels: torch.Tensor | None, n: int, config: UNetConfig) -> None:
+    """labels must come with a class-conditional config, one per sample, each a class below the null one"""
+    if labels is None:
+        if config.num_class_embeds is not None:
+            raise InputError("this UNet is class-conditional (num_class_embeds is set); pass the data's labels.")
+        return
+    if config.num_class_embeds is None:
+        raise InputError("labels were given but the UNet is unconditional; set num_class_embeds to the number of "
+                         "classes + 1, or leave the labels out.")
+    if labels.shape != (n,) or labels.dtype.is_floating_point:
+        raise InputError(f"labels must be {n} whole numbers, one per sample, not shape {tuple(labels.shape)}.")
+    if int(labels.min()) < 0 or int(labels.max()) >= config.null_class:
+        raise InputError(f"labels run from {int(labels.min())} to {int(labels.max())}, but the UNet knows classes 0 "
+                         f"to {config.null_class - 1} ({config.null_class} is 'no class').")

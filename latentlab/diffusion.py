@@ -5,8 +5,10 @@ the forward process q(x_t | x_0) in closed form (eq. 4), the posterior q(x_{t-1}
 from predicted noise (eq. 15) and the simple noise-prediction loss (eq. 14, Algorithm 1); DDIM's deterministic
 step (Song et al. 2021, https://arxiv.org/abs/2010.02502, eq. 12); the cosine schedule of Nichol & Dhariwal
 2021 (https://arxiv.org/abs/2102.09672, eq. 17). `sample` runs the DDPM loop itself or any diffusers
-scheduler (DDPMScheduler, DDIMScheduler) with the same model. Just over 300 lines: schedules, forward process,
-reverse step and loops, in the order the papers give them.
+scheduler (DDPMScheduler, DDIMScheduler) with the same model; a class-conditional model is trained with some labels
+dropped and sampled with classifier-free guidance (Ho & Salimans 2022, https://arxiv.org/abs/2207.12598, Alg. 1-2).
+Longer than 300 lines (some 350): schedules, forward process, reverse step and loops with guidance, in the
+order the papers give them.
 """
 
 from __future__ import annotations
@@ -200,32 +202,63 @@ def ddim_step(
 
 
 def diffusion_loss(
-    model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    model: Callable[..., torch.Tensor],
     x0: torch.Tensor,
     alphas_cumprod: torch.Tensor,
     generator: torch.Generator | None = None,
     min_snr_gamma: float | None = None,
+    class_labels: torch.Tensor | None = None,
+    uncond_prob: float = 0.0,
 ) -> torch.Tensor:
     """mean squared error between the drawn noise and the model's prediction at a random t (Ho eq. 14, Alg. 1).
 
     min_snr_gamma: weight each sample by min(SNR(t), gamma) / SNR(t), so the nearly clean timesteps stop
     dominating (Hang et al. 2023, https://arxiv.org/abs/2303.09556; gamma = 5 there); None: Ho's plain loss.
+    class_labels: (B,) classes of x0 for a class-conditional model; each is replaced by the model's null class
+    with probability uncond_prob, so one model learns both ways (Ho & Salimans 2022, Algorithm 1).
     """
     B = x0.shape[0]
     t = torch.randint(0, len(alphas_cumprod), (B,), generator=generator).to(x0.device)  # (B,)
     noise = torch.randn(x0.shape, generator=generator).to(x0.device, x0.dtype)  # (B, C, H, W)
+    if class_labels is not None and uncond_prob > 0:
+        drop = (torch.rand(B, generator=generator) < uncond_prob).to(x0.device)  # (B,) drawn after t and the noise
+        class_labels = torch.where(drop, _null_class(model), class_labels.to(x0.device))
     x_t = q_sample(x0, t, noise, alphas_cumprod)
-    error = (_call(model, x_t, t) - noise).square().mean(dim=tuple(range(1, x0.ndim)))  # (B,)
+    error = (_call(model, x_t, t, class_labels) - noise).square().mean(dim=tuple(range(1, x0.ndim)))  # (B,)
     if min_snr_gamma is not None:
         snr = signal_to_noise(alphas_cumprod.to(x0.device)[t])
         error = error * snr.clamp(max=min_snr_gamma) / snr
     return error.mean()
 
 
-def _call(model: Any, x: torch.Tensor, t: torch.Tensor | int) -> torch.Tensor:
-    """run a latentlab UNet, a diffusers UNet2DModel (its .sample) or any callable"""
-    out = model(x, t)
+def _call(model: Any, x: torch.Tensor, t: torch.Tensor | int, class_labels: torch.Tensor | None = None) -> torch.Tensor:
+    """run a latentlab UNet, a diffusers UNet2DModel (its .sample) or any callable; labels only when given"""
+    out = model(x, t) if class_labels is None else model(x, t, class_labels=class_labels)
     return out.sample if hasattr(out, "sample") else out
+
+
+def _null_class(model: Any) -> int:
+    """the label that means "no class": the last of a class-conditional model's num_class_embeds"""
+    config = getattr(model, "config", None)
+    classes = getattr(config, "num_class_embeds", None) if config is not None else None
+    if classes is None:
+        raise InputError("this model is not class-conditional (no num_class_embeds in its config); leave "
+                         "class_labels out, or train a model with classes.")
+    return classes - 1
+
+
+def guided_noise(model: Any, x: torch.Tensor, t: torch.Tensor | int, class_labels: torch.Tensor | None,
+                 guidance: float = 1.0) -> torch.Tensor:
+    """eps_null + guidance * (eps_cond - eps_null) (Ho & Salimans 2022, Alg. 2), both from one doubled batch.
+
+    guidance 1 is the conditional model alone (one pass); 0 the unconditional one; above 1 pushes further from
+    "any shape" towards the requested class.
+    """
+    if class_labels is None or guidance == 1.0:
+        return _call(model, x, t, class_labels)
+    null = torch.full_like(class_labels, _null_class(model))
+    eps_cond, eps_null = _call(model, torch.cat([x, x]), t, torch.cat([class_labels, null])).chunk(2)  # (B, ...) each
+    return eps_null + guidance * (eps_cond - eps_null)
 
 
 def _model_timesteps(model: Any) -> int | None:
@@ -249,6 +282,8 @@ def sample(
     clip_sample: float | None = None,
     progress: bool = False,
     callback: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
+    class_labels: torch.Tensor | None = None,
+    guidance: float = 1.0,
 ) -> torch.Tensor:
     """Draw samples: pure noise of `shape` -> denoised x_0, with DDPM's own loop or a diffusers scheduler.
 
@@ -263,8 +298,18 @@ def sample(
             scheduler uses its own `clip_sample` config.
         progress: show a tqdm progress bar.
         callback: called after every step as callback(t, x_{t-1}, predicted x_0), e.g. to watch the sample form.
+        class_labels: (B,) the class to draw for each sample, for a class-conditional model (None: its null class).
+        guidance: classifier-free guidance scale (see guided_noise); 1: the conditional model as it is.
     """
     device = _model_device(model)
+    if class_labels is not None:
+        class_labels = torch.as_tensor(class_labels, device=device)
+        if class_labels.shape != (shape[0],):
+            raise InputError(f"class_labels has shape {tuple(class_labels.shape)} but {shape[0]} samples are drawn; "
+                             f"give one class per sample.")
+    elif guidance != 1.0:
+        raise InputError(f"guidance {guidance} steers towards a class, and no class_labels were given; pass them "
+                         "or leave guidance at 1.")
     expected = _model_timesteps(model)
     if isinstance(scheduler, torch.Tensor):
         num_train = len(scheduler)
@@ -290,11 +335,11 @@ def sample(
 
     for t in steps:
         if isinstance(scheduler, torch.Tensor):
-            eps = _call(model, x, t)
+            eps = guided_noise(model, x, t, class_labels, guidance)
             noise = torch.randn(shape, generator=generator).to(device) if t > 0 else None
             x, x0 = ddpm_step(eps, t, x, acp, noise=noise, clip_sample=clip_sample)
         else:
-            eps = _call(model, scheduler.scale_model_input(x, t), t)
+            eps = guided_noise(model, scheduler.scale_model_input(x, t), t, class_labels, guidance)
             out = scheduler.step(eps, t, x, generator=generator)
             x, x0 = out.prev_sample, out.pred_original_sample
         if callback is not None:

@@ -10,8 +10,9 @@ IoU threshold alone lets a round blob pass as a square. Perfect drawn shapes sco
 and at most 0.89 with any other; rounded squares and lumpy discs fail (tests/test_quality.py). The thresholds
 leave room for the VAE's own blur: the shapes VAE's reconstructions of real shapes pass 89% (docs/diffusion.md). The templates are drawn by the same
 function that draws the dataset, so the judge is exact and has nothing learned that a generator could fool. The
-recognised fraction and the balance of the four classes measure a generator's precision and its coverage.
-Lesson 08 uses it.
+recognised fraction and the balance of the four classes measure a generator's precision and its coverage; for a
+class-conditional generator, `recognised_as_asked` and `by_request` are stricter: a square drawn when a circle was
+asked for does not count. Lesson 08 uses it.
 """
 
 from __future__ import annotations
@@ -163,3 +164,34 @@ def judge(
     counts = {name: int(((label == k) & ok).sum()) for k, name in enumerate(SHAPE_CLASSES)}
     return Judgement(float(ok.float().mean()), float(flat.float().mean()), float(matched.float().mean()),
                      float(iou.mean()), counts, torch.where(ok, label, torch.full_like(label, -1)), scores)
+
+
+def requests(n: int) -> torch.Tensor:
+    """n samples -> the class each is asked for, in turn: 0, 1, 2, 3, 0, 1, ... (equal numbers when 4 divides n)"""
+    return torch.arange(n) % len(SHAPE_CLASSES)
+
+
+def _requested(judgement: Judgement, requested: torch.Tensor) -> torch.Tensor:
+    requested = torch.as_tensor(requested).cpu()
+    if judgement.labels is None or requested.shape != judgement.labels.shape:
+        got = "no labels" if judgement.labels is None else f"{len(judgement.labels)} samples"
+        raise InputError(f"requested has shape {tuple(requested.shape)} but the judgement holds {got}; give the class "
+                         "asked for of each judged sample, in the same order.")
+    return requested
+
+
+def recognised_as_asked(judgement: Judgement, requested: torch.Tensor) -> float:
+    """fraction of the samples recognised as the very class they were asked for (stricter than `recognised`)"""
+    requested = _requested(judgement, requested)
+    return int((judgement.labels == requested).sum()) / len(requested) if len(requested) else 0.0
+
+
+def by_request(judgement: Judgement, requested: torch.Tensor) -> dict[str, dict[str, int]]:
+    """per requested class: how many were asked for, recognised as asked, recognised as another shape, or neither"""
+    requested = _requested(judgement, requested)
+    table = {}
+    for k, name in enumerate(SHAPE_CLASSES):
+        got = judgement.labels[requested == k]
+        table[name] = {"asked": len(got), "as_asked": int((got == k).sum()),
+                       "other_shape": int(((got >= 0) & (got != k)).sum()), "not_recognised": int((got < 0).sum())}
+    return table

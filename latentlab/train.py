@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -126,8 +126,8 @@ class TrainingStep(nn.Module):
 
 def fit(
     model: nn.Module,
-    loss_fn: Callable[[nn.Module, torch.Tensor], dict[str, torch.Tensor]],
-    batches: Iterator[torch.Tensor],
+    loss_fn: Callable[[nn.Module, Any], dict[str, torch.Tensor]],
+    batches: Iterator[torch.Tensor | tuple[torch.Tensor, ...]],
     steps: int,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
@@ -148,7 +148,8 @@ def fit(
 
     Args:
         loss_fn: returns a dict of scalar tensors with at least "loss"; every entry goes into the history.
-        batches: an endless iterator of batches (moved to `device` here).
+        batches: an endless iterator of batches, each a tensor or a tuple of them (e.g. images and labels), moved
+            to `device` here.
         evaluate: called every `eval_every` steps and at the end, in eval mode and without gradients; its
             numbers are added to that step's history entry.
         checkpoint: where `save_checkpoint` writes every `checkpoint_every` steps and at the end.
@@ -208,7 +209,8 @@ def fit(
         try:
             with held() if several else nullcontext():  # several: Ctrl-C is held to the step's end, then agreed
                 for step in range(len(history) + 1, steps + 1):
-                    batch = next(batches).to(device)
+                    batch = next(batches)
+                    batch = tuple(b.to(device) for b in batch) if isinstance(batch, tuple) else batch.to(device)
                     logs = step_fn(batch)
                     optimizer_.zero_grad(set_to_none=True)
                     accelerator.backward(logs["loss"])  # several processes: gradients averaged over all of them

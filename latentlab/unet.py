@@ -4,8 +4,11 @@ The architecture of DDPM (Ho et al. 2020, https://arxiv.org/abs/2006.11239, Sec.
 a sinusoidal timestep embedding (Vaswani et al. 2017, Sec. 3.5) fed through an MLP into every
 ResBlock, self-attention at the low resolutions, and down / up stages joined by skip connections
 (Ronneberger et al. 2015). Module and parameter names follow diffusers, so a state dict made here
-loads into `diffusers.UNet2DModel` with the same config, and back, key for key. Lesson 06 builds it; lesson 07
-times it in both spaces, lesson 08 trains it.
+loads into `diffusers.UNet2DModel` with the same config, and back, key for key. With `num_class_embeds` it is
+class-conditional: a learned vector per class added to the time embedding (UNet2DModel's `class_embedding`), the
+last class meaning "no class", the null label of classifier-free guidance (Ho & Salimans 2022,
+https://arxiv.org/abs/2207.12598). Lesson 06 builds it; lesson 07 times it in both spaces, lesson 08 trains it.
+A little over 300 lines: the config, the blocks and the mapping to diffusers' config are read together.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ class UNetConfig:
     flip_sin_to_cos: bool = True  # embedding order [cos, sin] (diffusers' default) instead of [sin, cos]
     freq_shift: int = 0  # diffusers' downscale_freq_shift of the sinusoids
     time_embedding_dim: int | None = None  # None: 4 * block_out_channels[0], as in DDPM
+    num_class_embeds: int | None = None  # classes + 1, the last one "no class" (5 for four shapes); None: unconditional
     dropout: float = 0.0
     num_train_timesteps: int = 1000  # length of the noise schedule it is trained with (samplers check it)
 
@@ -67,6 +71,14 @@ class UNetConfig:
             if self.attention_head_dim and width % self.attention_head_dim:
                 raise InputError(f"width {width} in block_out_channels is not divisible by attention_head_dim="
                                  f"{self.attention_head_dim}; choose widths that are multiples of it.")
+        if self.num_class_embeds is not None and self.num_class_embeds < 2:
+            raise InputError(f"num_class_embeds={self.num_class_embeds} leaves no class besides the null one; give "
+                             "the number of classes + 1, or None for an unconditional UNet.")
+
+    @property
+    def null_class(self) -> int | None:
+        """the class index that means "no class" (classifier-free guidance's null label); None when unconditional"""
+        return None if self.num_class_embeds is None else self.num_class_embeds - 1
 
     @property
     def levels(self) -> int:
@@ -182,6 +194,8 @@ class UNet(nn.Module):
 
         self.conv_in = nn.Conv2d(cfg.in_channels, widths[0], 3, padding=1)
         self.time_embedding = TimestepEmbedding(widths[0], temb_channels)
+        if cfg.num_class_embeds is not None:  # created only when asked: an unconditional UNet keeps its state dict
+            self.class_embedding = nn.Embedding(cfg.num_class_embeds, temb_channels)
 
         self.down_blocks = nn.ModuleList()
         for i, kind in enumerate(cfg.down_block_types):
@@ -204,14 +218,20 @@ class UNet(nn.Module):
         self.conv_act = nn.SiLU()
         self.conv_out = nn.Conv2d(widths[0], cfg.out_channels, 3, padding=1)
 
-    def forward(self, sample: torch.Tensor, timestep: torch.Tensor | float | int) -> torch.Tensor:
-        """(B, C, H, W) noisy input and a timestep (scalar or (B,)) -> (B, out_channels, H, W)."""
+    def forward(self, sample: torch.Tensor, timestep: torch.Tensor | float | int,
+                class_labels: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, C, H, W) noisy input, a timestep (scalar or (B,)) and class labels ((B,); None: the null class)
+        -> (B, out_channels, H, W)."""
         cfg = self.config
         timesteps = self._check_inputs(sample, timestep)  # (B,)
 
-        # 1. time
+        # 1. time (and class)
         t_emb = timestep_embedding(timesteps, cfg.block_out_channels[0], cfg.flip_sin_to_cos, cfg.freq_shift)
         emb = self.time_embedding(t_emb.to(sample.dtype))  # (B, 4 * C0)
+        if cfg.num_class_embeds is not None:
+            emb = emb + self.class_embedding(self._check_labels(class_labels, sample)).to(emb.dtype)  # (B, 4 * C0)
+        elif class_labels is not None:
+            raise InputError("this UNet is unconditional (num_class_embeds=None); call it without class_labels.")
 
         # 2. pre-process
         x = self.conv_in(sample)  # (B, C0, H, W)
@@ -256,6 +276,21 @@ class UNet(nn.Module):
                              f"number or a 1-D tensor of {batch} timesteps.")
         return t.expand(batch)
 
+    def _check_labels(self, class_labels: torch.Tensor | None, sample: torch.Tensor) -> torch.Tensor:
+        """None -> the null class for every sample; checked (B,) long labels otherwise"""
+        cfg, batch = self.config, sample.shape[0]
+        if class_labels is None:
+            return torch.full((batch,), cfg.null_class, dtype=torch.long, device=sample.device)
+        labels = torch.as_tensor(class_labels, device=sample.device)
+        if labels.ndim != 1 or labels.shape[0] != batch or labels.dtype.is_floating_point:
+            raise InputError(f"class_labels must be {batch} whole numbers, one per sample, not shape "
+                             f"{tuple(labels.shape)} of {labels.dtype}.")
+        bad = [v for v in labels.tolist() if not 0 <= v <= cfg.null_class]
+        if bad:
+            raise InputError(f"class label {bad[0]} is out of range; use 0 to {cfg.null_class - 1} for the classes "
+                             f"and {cfg.null_class} for none.")
+        return labels.long()
+
     def num_parameters(self) -> int:
         """number of trainable numbers in the model"""
         return sum(p.numel() for p in self.parameters())
@@ -274,7 +309,6 @@ _UNSUPPORTED = {  # UNet2DModel options with another value than the only one bui
     "center_input_sample": False, "time_embedding_type": "positional", "mid_block_type": "UNetMidBlock2D",
     "mid_block_scale_factor": 1, "downsample_padding": 1, "downsample_type": "conv", "upsample_type": "conv",
     "act_fn": "silu", "attn_norm_num_groups": None, "resnet_time_scale_shift": "default", "class_embed_type": None,
-    "num_class_embeds": None,
 }
 
 
@@ -295,6 +329,6 @@ def from_diffusers_config(config: Any) -> UNetConfig:
             raise InputError(f"UNet2DModel option {key}={config[key]!r} is not built in latentlab (only {value!r}); "
                              "use a config without it.")
     names = {f.name for f in fields(UNetConfig)}
-    optional = {"attention_head_dim", "time_embedding_dim"}  # None means something for these two
+    optional = {"attention_head_dim", "time_embedding_dim", "num_class_embeds"}  # None means something for these
     kwargs = {k: v for k, v in config.items() if k in names and (v is not None or k in optional)}
     return UNetConfig(**kwargs)

@@ -252,3 +252,75 @@ def test_min_snr_weighting_matches_its_formula():
     assert torch.allclose(weighted, expected, rtol=1e-5)
     plain = diffusion.diffusion_loss(model, x0, acp, _gen(9))
     assert torch.allclose(plain, (0.5 * x_t - noise).square().mean(), rtol=1e-5)
+
+
+class _ClassModel(torch.nn.Module):
+    """a fixed 'denoiser' whose prediction moves with the class: 0.3 tanh(x) + 0.1 * label; 4 is "no class\""""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.tensor(0.3))
+        self.config = type("C", (), {"num_train_timesteps": 1000, "num_class_embeds": 5})()
+        self.batches, self.labels = [], []
+
+    def forward(self, x, t, class_labels=None):
+        labels = torch.full((len(x),), 4) if class_labels is None else class_labels
+        self.batches.append(len(x))
+        self.labels.append(labels.clone())
+        return self.w * torch.tanh(x) + 0.1 * labels.float()[:, None, None, None]
+
+
+def test_guidance_mixes_the_class_and_the_null_prediction_in_one_doubled_batch():
+    model, x = _ClassModel(), torch.randn(3, 4, 8, 8, generator=_gen(10))
+    labels = torch.tensor([0, 2, 3])
+    guided = diffusion.guided_noise(model, x, 500, labels, guidance=3.0)
+    assert model.batches == [6]  # conditional and null together, one forward pass
+    # eps_null + 3 (eps_class - eps_null): the class offset pushed 3x as far from "no class" (0.4)
+    expected = 0.3 * torch.tanh(x) + 0.4 + 3 * 0.1 * (labels.float() - 4)[:, None, None, None]
+    assert torch.allclose(guided, expected, atol=1e-6)
+    assert not torch.allclose(guided, 0.3 * torch.tanh(x) + 0.1 * labels.float()[:, None, None, None], atol=1e-3)
+    model.batches.clear()
+    plain = diffusion.guided_noise(model, x, 500, labels, guidance=1.0)  # the conditional model alone
+    assert model.batches == [3] and torch.allclose(plain, 0.3 * torch.tanh(x) + 0.1 * labels.float()[:, None, None, None])
+
+
+def test_sampling_with_classes_follows_the_labels_and_guidance_zero_is_the_null_class():
+    model = _ClassModel()
+    ddim = DDIMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", clip_sample=False)
+    labels = torch.tensor([0, 3])
+
+    def draw(**kw):
+        return diffusion.sample(model, (2, 4, 8, 8), ddim, 5, generator=_gen(11), **kw)
+
+    null = draw()
+    assert torch.equal(draw(class_labels=labels, guidance=0.0), null)
+    one, two = draw(class_labels=labels), draw(class_labels=labels, guidance=2.0)
+    assert not torch.allclose(one, null, atol=1e-3) and not torch.allclose(one, two, atol=1e-3)
+    assert all(torch.equal(seen, torch.tensor([0, 3, 4, 4])) for seen in model.labels[-5:])  # classes, then null
+    betas = diffusion.make_betas("linear", 1000)  # the hand-built DDPM loop guides too
+    assert not torch.allclose(diffusion.sample(model, (2, 4, 8, 8), betas, generator=_gen(1), class_labels=labels),
+                              diffusion.sample(model, (2, 4, 8, 8), betas, generator=_gen(1)), atol=1e-3)
+    with pytest.raises(InputError, match="no class_labels were given"):
+        draw(guidance=2.0)
+    with pytest.raises(InputError, match="give one class per sample"):
+        draw(class_labels=torch.tensor([0, 1, 2]))
+    with pytest.raises(InputError, match="not class-conditional"):
+        diffusion.sample(_EpsModel(1000), (2, 4, 8, 8), ddim, 2, class_labels=labels, guidance=2.0)
+
+
+def test_the_loss_drops_labels_to_the_null_class_after_drawing_t_and_the_noise():
+    acp = diffusion.alphas_cumprod(diffusion.cosine_beta_schedule(1000))
+    x0, labels = torch.randn(400, 4, 2, 2, generator=_gen(12)), torch.arange(400) % 4
+    model = _ClassModel()
+    diffusion.diffusion_loss(model, x0, acp, _gen(13), class_labels=labels)  # no drop by default
+    diffusion.diffusion_loss(model, x0, acp, _gen(13), class_labels=labels, uncond_prob=1.0)
+    diffusion.diffusion_loss(model, x0, acp, _gen(13), class_labels=labels, uncond_prob=0.25)
+    kept, dropped, some = model.labels
+    assert torch.equal(kept, labels) and set(dropped.tolist()) == {4}
+    assert 0.15 < (some == 4).float().mean() < 0.35 and torch.equal(some[some != 4], labels[some != 4])
+    blind = _ClassModel()
+    blind.forward = lambda x, t, class_labels=None: 0.3 * torch.tanh(x)  # ignores the class
+    assert torch.equal(diffusion.diffusion_loss(blind, x0, acp, _gen(13)),  # the same t and noise with labels or not
+                       diffusion.diffusion_loss(blind, x0, acp, _gen(13), class_labels=labels, uncond_prob=0.25))
+    with pytest.raises(InputError, match="not class-conditional"):
+        diffusion.diffusion_loss(_EpsModel(1000), x0, acp, _gen(13), class_labels=labels, uncond_prob=0.1)

@@ -126,3 +126,30 @@ def test_balance_and_bad_input():
     assert one.balance() == 0.0 and f"{one.balance():.2f}" == "0.00"  # not -0.00 in the lesson's table
     with pytest.raises(InputError, match="decode latents to images first"):
         quality.judge(torch.zeros(2, 4, 8, 8))
+
+
+def test_a_shape_recognised_as_another_class_than_asked_does_not_count_as_asked():
+    circle = _image(data._shape_mask(0, 64, 32, 32, 16, 0))
+    square = _image(data._shape_mask(1, 64, 31.3, 32.6, 16, math.radians(20)))
+    blob = _image(_superellipse(3))  # a rounded square: neither a circle nor a square
+    samples = torch.cat([circle, square, circle, blob, square])
+    asked = torch.tensor([0, 1, 1, 1, 3])  # right, right, a circle for a square, a blob, a square for a cross
+    verdict = quality.judge(samples)
+    assert verdict.labels.tolist() == [0, 1, 0, -1, 1]  # four real shapes: `recognised` counts the wrong ones too
+    assert quality.recognised_as_asked(verdict, asked) == 0.4
+    assert quality.by_request(verdict, asked) == {
+        "circle": {"asked": 1, "as_asked": 1, "other_shape": 0, "not_recognised": 0},
+        "square": {"asked": 3, "as_asked": 1, "other_shape": 1, "not_recognised": 1},
+        "triangle": {"asked": 0, "as_asked": 0, "other_shape": 0, "not_recognised": 0},
+        "cross": {"asked": 1, "as_asked": 0, "other_shape": 1, "not_recognised": 0},
+    }
+
+
+def test_real_shapes_asked_for_by_their_own_labels_are_all_as_asked():
+    shapes, labels = data.shapes_batch(24, size=64, seed=8)
+    verdict = quality.judge(shapes)
+    assert quality.recognised_as_asked(verdict, labels) == 1.0
+    assert quality.recognised_as_asked(verdict, (labels + 1) % 4) == 0.0  # every one the wrong class
+    assert sum(row["asked"] for row in quality.by_request(verdict, labels).values()) == 24
+    with pytest.raises(InputError, match="the class asked for of each judged sample"):
+        quality.recognised_as_asked(verdict, labels[:5])

@@ -63,6 +63,33 @@ def test_unet2dmodel_loads_into_ours(attention):
     assert not torch.allclose(a, c, atol=1e-3)  # the timestep matters
 
 
+@pytest.mark.parametrize("attention", [False, True])
+def test_a_class_conditional_unet_matches_unet2dmodel_both_ways(attention):
+    torch.manual_seed(2)
+    cfg = UNetConfig(**{**_config(attention).__dict__, "num_class_embeds": 5})  # 4 classes + the null one
+    ours = UNet(cfg).eval()
+    ref = UNet2DModel(**ours.to_diffusers_config()).eval()
+    assert ref.class_embedding.num_embeddings == 5 and set(ours.state_dict()) == set(ref.state_dict())
+    ref.load_state_dict(ours.state_dict(), strict=True)
+    assert from_diffusers_config(ref.config) == cfg
+    x, t = _inputs(4)
+    labels = torch.tensor([1, 3])
+    with torch.no_grad():
+        a, b = ours(x, t, labels), ref(x, t, class_labels=labels).sample
+        other = ours(x, t, torch.tensor([2, 3]))
+        null, ref_null = ours(x, t), ref(x, t, class_labels=torch.tensor([4, 4])).sample
+    assert torch.allclose(a, b, atol=1e-5)
+    assert torch.allclose(null, ref_null, atol=1e-5)  # no labels: the last index, "no class"
+    assert not torch.allclose(a[0], other[0], atol=1e-3) and torch.allclose(a[1], other[1], atol=1e-6)
+
+
+def test_the_class_option_adds_one_table_and_leaves_the_unconditional_unet_as_it_was():
+    plain, conditional = UNet(_config(True)), UNet(UNetConfig(**{**_config(True).__dict__, "num_class_embeds": 5}))
+    assert set(conditional.state_dict()) - set(plain.state_dict()) == {"class_embedding.weight"}
+    assert set(plain.state_dict()) <= set(conditional.state_dict()) and _config(True).num_class_embeds is None
+    assert conditional.state_dict()["class_embedding.weight"].shape == (5, 32)  # one vector per class, time-embedding wide
+
+
 def test_pixel_unet_and_config_roundtrip():
     cfg = UNetConfig(sample_size=16, in_channels=3, out_channels=3, block_out_channels=(8, 16), norm_num_groups=4,
                      attention_head_dim=None, down_block_types=("DownBlock2D", "AttnDownBlock2D"),
@@ -99,6 +126,19 @@ def test_bad_input_is_one_sentence():
         UNetConfig(block_out_channels=(32, 64, 64))
     with pytest.raises(InputError, match="resnet_time_scale_shift"):
         from_diffusers_config({"resnet_time_scale_shift": "scale_shift"})
+    with pytest.raises(InputError, match="unconditional"):
+        model(x, t, torch.tensor([0, 1]))
+    conditional = UNet(UNetConfig(**{**_config(False).__dict__, "num_class_embeds": 5}))
+    with pytest.raises(InputError, match="class label 5 is out of range; use 0 to 3 for the classes and 4 for none"):
+        conditional(x, t, torch.tensor([0, 5]))
+    with pytest.raises(InputError, match="class label -1 is out of range"):
+        conditional(x, t, torch.tensor([-1, 0]))
+    with pytest.raises(InputError, match="2 whole numbers, one per sample"):
+        conditional(x, t, torch.tensor([0.0, 1.0]))
+    with pytest.raises(InputError, match="2 whole numbers"):
+        conditional(x, t, torch.tensor([0, 1, 2]))
+    with pytest.raises(InputError, match="no class besides the null one"):
+        UNetConfig(num_class_embeds=1)
 
 
 def test_shipped_denoisers_load_and_have_learned():

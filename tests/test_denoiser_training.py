@@ -1,0 +1,78 @@
+"""latentlab.denoiser_training: a class-conditional denoiser learns from labels, the unconditional one is as before."""
+
+import hashlib
+import platform
+
+import pytest
+import torch
+
+from latentlab import diffusion
+from latentlab.denoiser_training import DenoiserTraining, train_denoiser, unet_config
+from latentlab.errors import InputError
+from latentlab.unet import UNetConfig
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+SMALL = UNetConfig(block_out_channels=(16, 32), norm_num_groups=8, attention_head_dim=16)
+
+
+def _sha256(model: torch.nn.Module) -> str:
+    h = hashlib.sha256()
+    for key, value in sorted(model.state_dict().items()):
+        h.update(key.encode())
+        h.update(value.detach().float().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def test_the_unconditional_run_is_what_it_was_before_classes_existed():
+    # recorded with the code before class labels were added (commit d286057), torch 2.13.0+cpu on x86_64, 1 thread
+    data = torch.randn(32, 4, 8, 8, generator=torch.Generator().manual_seed(3))
+    model, history = train_denoiser(data, SMALL, steps=12, batch_size=8, seed=0, average=0.9)
+    recorded = [0.8712584, 0.8220036, 0.7101189, 0.7175632, 0.873947, 0.6615404, 0.9258386, 0.7898626, 0.7696011,
+                0.5963808, 0.608372, 0.7369404]
+    assert [h["loss"] for h in history] == pytest.approx(recorded, abs=1e-4)
+    assert sum(float(p.double().sum()) for p in model.state_dict().values()) == pytest.approx(648.5069848, abs=1e-3)
+    if torch.__version__ == "2.13.0+cpu" and platform.machine() == "x86_64":  # bit for bit where it was recorded
+        assert _sha256(model) == "bec395bf27e04b798f4bfa7a122bc77773c90ba4ca0df0531e91bd8f7c027ffa"
+
+
+def test_a_conditional_denoiser_learns_to_tell_the_classes_apart():
+    # two classes whose clean samples differ only by their sign: the label says which one to denoise towards
+    g = torch.Generator().manual_seed(4)
+    labels = torch.arange(64) % 2
+    data = (1 - 2 * labels.float())[:, None, None, None] + 0.05 * torch.randn(64, 4, 2, 2, generator=g)
+    config = UNetConfig(block_out_channels=(16, 16), norm_num_groups=4, attention_head_dim=8, num_class_embeds=3)
+    model, history = train_denoiser(data, config, labels, steps=60, batch_size=16, lr=3e-3, seed=0, uncond_prob=0.2)
+    acp = diffusion.alphas_cumprod(diffusion.make_betas("squaredcos_cap_v2"))
+    t, noise = torch.full((8,), 900), torch.randn(8, 4, 2, 2, generator=g)
+    x_t = diffusion.q_sample(torch.zeros(8, 4, 2, 2), t, noise, acp)  # half-way between the two classes
+    with torch.no_grad():
+        x0 = {k: diffusion.predict_x0(x_t, t, model(x_t, t, torch.full((8,), k)), acp).mean().item() for k in (0, 1)}
+    assert x0[0] - x0[1] > 0.25, f"asked for +1 and -1, the model's x0 averages {x0}"
+    with torch.no_grad():
+        null = diffusion.predict_x0(x_t, t, model(x_t, t), acp).mean().item()  # no class: in between
+    assert x0[1] < null < x0[0]  # a model blind to the label would give one number for all three
+
+
+def test_labels_and_the_model_must_agree():
+    data, labels = torch.zeros(16, 4, 4, 4), torch.arange(16) % 4
+    conditional = UNetConfig(block_out_channels=(16, 16), norm_num_groups=4, attention_head_dim=8, num_class_embeds=5)
+    with pytest.raises(InputError, match="pass the data's labels"):
+        train_denoiser(data, conditional, steps=1, batch_size=8)
+    with pytest.raises(InputError, match="the UNet is unconditional"):
+        train_denoiser(data, SMALL, labels, steps=1, batch_size=8)
+    with pytest.raises(InputError, match="knows classes 0 to 3"):
+        train_denoiser(data, conditional, labels + 1, steps=1, batch_size=8)
+    with pytest.raises(InputError, match="16 whole numbers"):
+        train_denoiser(data, conditional, labels[:8], steps=1, batch_size=8)
+    model, _ = train_denoiser(data, None, labels, steps=1, batch_size=8)  # no config: one class entry per label + 1
+    assert model.config.num_class_embeds == 5
+
+
+def test_the_classes_setting_builds_a_conditional_unet_and_guidance_needs_it():
+    assert unet_config(DenoiserTraining(vae="vae")).num_class_embeds is None
+    assert unet_config(DenoiserTraining(vae="vae", classes=True)).num_class_embeds == 5  # four shapes + "no class"
+    with pytest.raises(InputError, match="set classes to yes"):
+        DenoiserTraining(vae="vae", guidance=2.0)
+    with pytest.raises(InputError, match="uncond_prob must be a fraction between 0 and 1"):
+        DenoiserTraining(vae="vae", classes=True, uncond_prob=1.5)
