@@ -270,21 +270,19 @@ def test_the_sweep_trains_each_geometry_by_one_recipe_and_its_smoke_run_writes_t
         assert recipes.from_command(VAETraining, made["command"]).latent_channels == channels  # the flag is recorded
 
 
-def test_the_conditional_recipe_runs_small_and_judges_each_shape_as_asked(tmp_path, capsys):
+def test_the_shipped_denoisers_are_class_conditional_and_their_smoke_run_judges_each_shape_as_asked(tmp_path, capsys):
     for suffix in (".safetensors", ".json"):  # the shipped VAE, as `vae = "vae"` finds it in the output folder
         shutil.copy(WEIGHTS_DIR / f"vae{suffix}", tmp_path / f"vae{suffix}")
-    recipe = RECIPES / "denoiser_conditional.toml"
-    assert main(["train", "recipe", str(recipe), "--smoke", "--out-dir", str(tmp_path)]) == 0
+    assert main(["train", "recipe", str(RECIPES / "denoiser.toml"), "--smoke", "--out-dir", str(tmp_path)]) == 0
     capsys.readouterr()
-    made = json.loads((tmp_path / "denoiser_conditional.json").read_text())
+    made = json.loads((tmp_path / "denoiser.json").read_text())
     assert made["config"]["num_class_embeds"] == 5 and made["classes"] == ["circle", "square", "triangle", "cross"]
     assert "--classes yes" in made["command"] and "--guidance 2.0" in made["command"]
     quality = made["quality"]  # the smoke run judges 2 samples: one circle and one square asked for
     assert quality["guidance"] == 2.0 and 0 <= quality["recognised_as_asked"] <= quality["recognised"]
     assert [row["asked"] for row in quality["by_request"].values()] == [1, 1, 0, 0]
-    # beside the shipped latent denoiser's recipe, it changes only the conditioning (and perhaps the averaging)
-    plain, conditional = (recipes.read_recipe(RECIPES / f"{name}.toml", SETTINGS)[-1].settings
-                          for name in ("denoiser", "denoiser_conditional"))
-    changed = {k for k, v in _what_is_learned(conditional).items() if v != _what_is_learned(plain)[k]}
-    assert {"classes", "guidance"} <= changed <= {"classes", "uncond_prob", "guidance", "average"}
-    assert "denoiser_conditional" not in (ROOT / "Makefile").read_text()  # not shipped: `make weights` leaves it out
+    # the latent and pixel recipes differ only in the space, the VAE and its adaptation: a fair comparison
+    latent, pixel = (recipes.read_recipe(RECIPES / f"{name}.toml", SETTINGS)[-1].settings
+                     for name in ("denoiser", "denoiser_pixel"))
+    assert {k for k, v in _what_is_learned(latent).items() if v != _what_is_learned(pixel)[k]} == {"space", "finetune_vae"}
+    assert latent.classes and pixel.classes and latent.guidance == pixel.guidance
