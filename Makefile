@@ -1,5 +1,5 @@
 # Two commands for a fresh machine (see README):  make lab   and   make test
-# Everything else here is what those two need.
+# Everything else here is what those two need, or serves teachers and maintainers (make site, make weights).
 
 VENV   ?= .venv
 PYTHON ?= python3
@@ -20,7 +20,7 @@ OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
            NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost \
            PYTHONPATH=$(CURDIR)/tests/offline
 
-.PHONY: setup lab test test-full lint clean-notebooks bench-notebooks
+.PHONY: setup lab test test-full lint clean-notebooks bench-notebooks site
 
 setup: $(VENV)/.latentlab-installed
 
@@ -28,7 +28,7 @@ $(VENV)/.latentlab-installed: pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet "$(TORCH)"
-	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e ".[lab,test]"
+	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e ".[lab,test,site]"
 	touch $@
 
 # As root or not, with or without a display: tools/lab.py adds --allow-root / --no-browser where needed and
@@ -55,6 +55,12 @@ clean-notebooks: setup
 
 bench-notebooks: setup
 	$(OFFLINE) LATENTLAB_QUICK=1 $(PY) tools/bench_notebooks.py
+
+# The course site in build/site (open build/site/index.html): every lesson executed with its outputs, full mode by
+# default (LATENTLAB_QUICK=1 make site: a quick build), offline; executed lessons are cached in build/site-cache,
+# so a rebuild re-executes only the lessons that changed. Sphinx + myst-nb (site/conf.py, tools/site.py).
+site: setup
+	$(OFFLINE) $(PY) tools/site.py
 
 # Rebuild every shipped weight from recipes/, in order (hours on a CPU; the tests run this same chain with --smoke):
 # the course VAE (three runs) -> the latent denoiser and its adapted VAE -> the pixel-space denoiser.

@@ -19,8 +19,9 @@ course_map = sys.modules[_spec.name] = importlib.util.module_from_spec(_spec)  #
 _spec.loader.exec_module(course_map)
 
 # test files that check the repository as a whole rather than one module of latentlab
+# (site: the course site, built by tools/site.py from every lesson and docs/, read in a real browser)
 REPOSITORY_CHECKS = {"browser", "course_map", "imports", "install_pins", "lessons_prove", "make_lab", "notebook_hygiene",
-                     "offline"}
+                     "offline", "site"}
 
 
 def _code(source: str) -> dict:
