@@ -69,7 +69,7 @@ class SamplingPreview:
         vae: the full decoder of those latents (its scaling_factor unscales them).
         tiny: the quick decoder for the predicted clean latent (e.g. checkpoints.load_tiny_decoder()).
         linear: the cheapest preview for the noisy latent (a LinearPreview).
-    Call `run(seed)` to sample (the pictures change after every step); display the app with `.app` or by itself.
+    Display `.app` (the widget), then call `run(seed)` to sample: the pictures change after every step.
     """
 
     def __init__(self, model, scheduler, steps: int, shape: tuple[int, ...], vae, tiny, linear, width: int = 192):
@@ -94,11 +94,6 @@ class SamplingPreview:
         self.app = w.VBox([w.HBox([self.button, self.step]), self.status, pictures])
         self.app.add_class("latentlab-sampling-preview")
         self.seed = 0
-
-    def _ipython_display_(self):  # the notebook shows the app itself
-        from IPython.display import display  # late: only a notebook displays it, and IPython comes with ipywidgets
-
-        display(self.app)
 
     def _show(self, frame: Frame) -> None:
         noisy, predicted = render_frame(frame, self.linear, self.tiny, self.vae.scaling_factor)

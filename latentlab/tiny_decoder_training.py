@@ -50,13 +50,14 @@ class TinyDecoderTraining:
         "vae", "the VAE whose decoder is imitated: a shipped model's name or a .safetensors file", kind="path")
     target: Target = setting(  # docs/tiny-decoder.md measures the three on the validation photos
         "teacher", "what the student learns to draw: the teacher's decode, the original crop, or both (the mean)")
-    steps: int = setting(12000, "optimizer steps", at_least(1), smoke=2)
-    batch_size: int = setting(16, "crops per step", at_least(1), smoke=2)
-    pool: int = setting(4096, "training crops encoded and decoded by the teacher once, before training", at_least(1),
+    steps: int = setting(10000, "optimizer steps", at_least(1), smoke=2)
+    batch_size: int = setting(4, "crops per step", at_least(1), smoke=2)
+    pool: int = setting(1024, "training crops encoded and decoded by the teacher once, before training", at_least(1),
                         smoke=4)
-    crop: int = setting(64, "side of the training crops, a multiple of 8", at_least(8), smoke=16)
-    crop_scale: tuple[float, float] = setting(  # as the course VAE's last runs: the density of the lesson photos
-        (0.12, 0.2), "crop region side as a fraction of the photo's shorter side: lo,hi", FRACTIONS)
+    crop: int = setting(  # the teacher's GroupNorm sees the whole latent: large crops decode as whole pictures do
+        128, "side of the training crops, a multiple of 8", at_least(8), smoke=16)
+    crop_scale: tuple[float, float] = setting(  # 120-200 px regions of the 512 px photos: the lesson photos' density
+        (0.24, 0.4), "crop region side as a fraction of the photo's shorter side: lo,hi", FRACTIONS)
     augment: float = setting(0.3, "fraction of the crops colour-augmented (as the VAE's colour mix)", FRACTION)
     dead_leaves: float = setting(0.3, "fraction of dead-leaves pictures in random colours", FRACTION)
     lr: float = setting(2e-3, "peak AdamW learning rate (warm-up, then cosine)", above(0))

@@ -254,7 +254,7 @@ ddim = DDIMScheduler(num_train_timesteps=1000, beta_schedule=checkpoints.course_
                      clip_sample=False)
 torch.manual_seed(0)
 linear = previews.LinearPreview(torch.randn(4, 3), torch.zeros(3))
-previews.SamplingPreview(denoiser, ddim, 40, (1, 4, 8, 8), vae, TinyDecoder().eval(), linear)
+previews.SamplingPreview(denoiser, ddim, 40, (1, 4, 8, 8), vae, TinyDecoder().eval(), linear).app
 """
 
 

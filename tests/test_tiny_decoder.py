@@ -18,7 +18,7 @@ def test_a_latent_becomes_an_image_eight_times_larger():
 
 def test_a_few_hundred_thousand_parameters_of_plain_convolutions():
     model = TinyDecoder()
-    assert 100_000 < model.num_parameters() < 500_000  # TAESD's decoder: 1.2 M; the course VAE's: 1 M or more
+    assert 100_000 < model.num_parameters() < 500_000  # TAESD's decoder: 1.2 M; the course VAE's: 0.43 M
     plain = (nn.Conv2d, nn.ReLU, nn.Upsample, nn.PixelShuffle, nn.Sequential, Block, TinyDecoder)
     assert all(isinstance(m, plain) for m in model.modules()), "no attention, no normalisation"
     assert sum(isinstance(m, nn.Conv2d) for m in model.modules()) == 1 + 3 * 2 + 2 + 1  # in, 3 blocks, 2 ups, out
