@@ -63,7 +63,8 @@ site: setup
 	$(OFFLINE) $(PY) tools/site.py
 
 # Rebuild every shipped weight from recipes/, in order (hours on a CPU; the tests run this same chain with --smoke):
-# the course VAE (three runs) -> the latent denoiser and its adapted VAE -> the pixel-space denoiser.
+# the course VAE (three runs) -> its tiny preview decoder -> the latent denoiser and its adapted VAE -> the pixel-space
+# denoiser.
 .PHONY: weights
 weights: setup
-	$(PY) -m latentlab train recipe recipes/vae.toml recipes/denoiser.toml recipes/denoiser_pixel.toml --out-dir latentlab/weights --work-dir build/weights
+	$(PY) -m latentlab train recipe recipes/vae.toml recipes/tiny_decoder.toml recipes/denoiser.toml recipes/denoiser_pixel.toml --out-dir latentlab/weights --work-dir build/weights

@@ -1,12 +1,13 @@
 """The course's own weights: safetensors checkpoints (written atomically), manifests, and the shipped-model loaders.
 
-Lessons 02-05 and 09 load the course VAE, lesson 08 the denoisers and the VAE they were trained on; `latentlab train`
-writes its checkpoints and manifests through this module, and `latentlab doctor` verifies the shipped files.
+Lessons 02-05 and 09 load the course VAE, lesson 08 the denoisers and the VAE they were trained on; the tools load the
+tiny preview decoder once one ships (the lessons distil their own); `latentlab train` writes its checkpoints and
+manifests through this module, and `latentlab doctor` verifies the shipped files.
 
 Each shipped model is `weights/<name>.safetensors` (safetensors only, never pickle) beside `weights/<name>.json`,
 its manifest. Every manifest has these keys (MANIFEST_KEYS):
 
-    name         the model's name, the file stem ("vae", "denoiser_vae", "denoiser", "denoiser_pixel")
+    name         the model's name, the file stem ("vae", "denoiser_vae", "denoiser", "denoiser_pixel", "tiny_decoder")
     command      the `latentlab train ...` command line of the run that wrote the weights
     seed, data   the run's seed, and the data it trained on, in words
     steps        steps asked for (`steps_done` says how many ran when a time budget or Ctrl-C ended the run)
@@ -20,7 +21,8 @@ with `--init`: its `file`, `sha256`, `command`, ... and its own `base`; see trai
 held-out PSNRs beside bicubic and PCA); for a denoiser `space` ("latent" or "pixel"), `vae` (the manifest name of
 the VAE whose latents it learned, null in pixel space), `beta_schedule`, `prediction_type`, `time_budget_s`,
 `ms_per_step_median`, `parameters`, `quality`; for a fine-tuned VAE `made_by`, `base_vae_sha256`, `base_note`,
-`heldout_shapes`, `heldout_photos_psnr`.
+`heldout_shapes`, `heldout_photos_psnr`; for the tiny decoder `teacher` (the `file`, `sha256` and `command` of the
+VAE whose decoder it imitates), `parameters`, `measured` (speed and quality, tools/eval_tiny_decoder.py).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from torch import nn
 
 from latentlab.device import pick_device
 from latentlab.errors import InputError
+from latentlab.tiny_decoder import TinyDecoder, TinyDecoderConfig
 from latentlab.unet import UNet, UNetConfig
 from latentlab.vae import VAE, VAEConfig
 
@@ -199,6 +202,14 @@ def _load_vae(name: str, device) -> VAE:
 def load_course_vae(device: torch.device | str | None = None) -> VAE:
     """the course VAE (factor 8, 4 latent channels) with its shipped weights, in eval mode"""
     return _load_vae("vae", device)
+
+
+def load_tiny_decoder(device: torch.device | str | None = None) -> TinyDecoder:
+    """the tiny preview decoder distilled from the course VAE's decoder (same raw latents in), in eval mode"""
+    path, manifest = course_weights("tiny_decoder")
+    model = TinyDecoder(TinyDecoderConfig(**manifest["config"]))
+    load_checkpoint(path, model)
+    return model.to(pick_device(device)).eval()
 
 
 def _denoisers() -> list[str]:

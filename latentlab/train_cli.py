@@ -1,4 +1,4 @@
-"""Train the course's models: `latentlab train vae | unet | recipe`, the commands that made the shipped weights.
+"""Train the course's models: `latentlab train vae | unet | tiny-decoder | recipe`, the commands that made the shipped weights.
 
 `train vae` and `train unet` take one flag per field of VAETraining / DenoiserTraining (generated from the fields,
 so there is one set of defaults, each flag range-checked). `train recipe FILE...` runs recipe files stage by stage
@@ -15,15 +15,17 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from latentlab import denoiser_job, denoiser_training, vae_training
+from latentlab import denoiser_job, denoiser_training, tiny_decoder_training, vae_training
 from latentlab.checkpoints import WEIGHTS_DIR
 from latentlab.errors import InputError
 from latentlab.recipes import OneLineParser, add_flags, from_args, read_recipe, references, shown_path, smoke
 
-SETTINGS = {"vae": vae_training.VAETraining, "unet": denoiser_training.DenoiserTraining}
-RUN = {"vae": vae_training.run, "unet": denoiser_job.run}
+SETTINGS = {"vae": vae_training.VAETraining, "unet": denoiser_training.DenoiserTraining,
+            "tiny-decoder": tiny_decoder_training.TinyDecoderTraining}
+RUN = {"vae": vae_training.run, "unet": denoiser_job.run, "tiny-decoder": tiny_decoder_training.run}
 HELP = {"vae": "train the course VAE on crops of the bundled photos or your own (lessons 02-03)",
-        "unet": "train lesson 08's denoiser on Shapes, in latent or pixel space"}
+        "unet": "train lesson 08's denoiser on Shapes, in latent or pixel space",
+        "tiny-decoder": "distil a tiny preview decoder from the course VAE's decoder (lessons 04 and 08)"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,4 +1,5 @@
-"""A real browser: JupyterLab on localhost, headless Chromium driven by Playwright, lesson 04's channel slider.
+"""A real browser: JupyterLab on localhost, headless Chromium driven by Playwright: lesson 04's channel slider, and
+lesson 08's sampling preview.
 
 The test opens lesson 04, runs all cells from the Run menu, waits for the channel-slider app, reads the decoded
 image (the PNG behind the widget's <img>), moves a slider with the keyboard and checks that the picture changed.
@@ -238,3 +239,79 @@ def test_lesson04_channel_slider_redraws_in_chromium(chromium, jupyterlab, tmp_p
         finally:
             browser.close()
 
+
+
+SAMPLING_CELL = """\
+import torch
+from diffusers import DDIMScheduler
+
+from latentlab import checkpoints, previews
+from latentlab.tiny_decoder import TinyDecoder
+
+vae = checkpoints.load_denoiser_vae("denoiser", "cpu")
+denoiser = checkpoints.load_course_denoiser("denoiser", "cpu")
+ddim = DDIMScheduler(num_train_timesteps=1000, beta_schedule=checkpoints.course_manifest("denoiser")["beta_schedule"],
+                     clip_sample=False)
+torch.manual_seed(0)
+linear = previews.LinearPreview(torch.randn(4, 3), torch.zeros(3))
+previews.SamplingPreview(denoiser, ddim, 40, (1, 4, 8, 8), vae, TinyDecoder().eval(), linear).app
+"""
+
+
+@pytest.mark.skip(reason="unfinished (issue 17): in this generated notebook JupyterLab showed the app's text repr, not "
+                         "the widget, so the wait for .latentlab-sampling-preview timed out; not yet understood")
+def test_sampling_preview_changes_as_the_steps_advance_in_chromium(chromium, jupyterlab, tmp_path):
+    """lesson 08's app, alone in a notebook: press sample, and the predicted-clean picture changes step by step"""
+    from playwright.sync_api import sync_playwright
+
+    base, token = jupyterlab
+    cell = {"cell_type": "code", "metadata": {}, "source": SAMPLING_CELL, "outputs": [], "execution_count": None}
+    kernel = {"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}}
+    (tmp_path / "notebooks" / "sampling.ipynb").write_text(
+        json.dumps({"cells": [cell], "metadata": kernel, "nbformat": 4, "nbformat_minor": 5}))
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(STEP_TIMEOUT_MS)
+        try:
+            page.goto(f"{base}/lab/tree/sampling.ipynb?token={token}")
+            page.locator(".jp-NotebookPanel .jp-Cell").first.wait_for()
+            page.locator("#jp-main-statusbar").get_by_text(re.compile(r"ipykernel\) \| Idle")).wait_for()
+            page.locator(".lm-MenuBar-item", has_text="Run").first.click()
+            page.locator(".lm-Menu").get_by_text("Run All Cells", exact=True).click()
+            page.wait_for_function(
+                "() => document.querySelector('.latentlab-sampling-preview') !== null || [...document.querySelectorAll("
+                "'.jp-OutputArea-output')].some(e => e.innerText.includes('Traceback (most recent call last)'))",
+                timeout=RUN_TIMEOUT_S * 1000,
+            )
+            errors = page.locator(".jp-OutputArea-output", has_text="Traceback (most recent call last)")
+            if errors.count():
+                pytest.fail(f"the sampling app failed in JupyterLab:\n{errors.first.inner_text()[-1500:]}")
+            app = page.locator(".latentlab-sampling-preview").first
+            app.locator(".latentlab-sampling-run").first.click()
+            img = app.locator("img.latentlab-sampling-predicted").first
+            status = app.locator(".latentlab-sampling-status").first
+            pictures, steps = [], set()
+            deadline = time.monotonic() + STEP_TIMEOUT_MS / 1000
+            while time.monotonic() < deadline and "move the slider" not in status.inner_text():
+                if img.evaluate("(el) => !!el.src && el.complete && el.naturalWidth > 0"):
+                    pixels = _pixels(_image_bytes(page, img.element_handle()))
+                    if not pictures or np.abs(pixels - pictures[-1]).mean() > 0.5:
+                        pictures.append(pixels)
+                        steps.add(status.inner_text())
+                page.wait_for_timeout(100)
+            final = app.locator("img.latentlab-sampling-final").first
+            page.wait_for_function("(el) => el.src && el.complete && el.naturalWidth > 0", arg=final.element_handle())
+            print(f"\nbrowser test: {len(pictures)} different pictures while sampling; {status.inner_text()}")
+            assert "move the slider" in status.inner_text(), "the sampler did not finish"
+            assert len(pictures) >= 3, f"the picture changed only {len(pictures)} times while 40 steps ran"
+        except BaseException:
+            shot = tmp_path / "browser-sampling-failure.png"
+            try:
+                page.screenshot(path=str(shot), full_page=True)
+                print(f"\nscreenshot of the failure: {shot}")
+            except Exception as err:  # noqa: BLE001 - the original failure matters more
+                print(f"\n(no screenshot: {err})")
+            raise
+        finally:
+            browser.close()

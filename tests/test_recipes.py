@@ -15,6 +15,7 @@ from latentlab.checkpoints import WEIGHTS_DIR, sha256_file
 from latentlab.cli import main
 from latentlab.denoiser_training import DenoiserTraining
 from latentlab.errors import InputError
+from latentlab.tiny_decoder_training import TinyDecoderTraining
 from latentlab.train_cli import SETTINGS, run_recipes
 from latentlab.vae_training import VAETraining
 
@@ -36,7 +37,7 @@ def _recorded_commands(manifest: dict) -> list[str]:
     return commands[::-1]
 
 
-@pytest.mark.parametrize("cls", [VAETraining, DenoiserTraining])
+@pytest.mark.parametrize("cls", [VAETraining, DenoiserTraining, TinyDecoderTraining])
 def test_flags_are_generated_from_the_fields_with_one_set_of_defaults(cls):
     import argparse
 
@@ -141,6 +142,8 @@ def test_bad_recipes_are_refused_with_the_file_and_stage(text, words, tmp_path):
 
 # which recipe holds the settings that made each shipped model (denoiser_vae comes out of the denoiser's run)
 MADE_BY = {"vae": "vae", "denoiser": "denoiser", "denoiser_vae": "denoiser", "denoiser_pixel": "denoiser_pixel"}
+if (WEIGHTS_DIR / "tiny_decoder.json").is_file():  # made by `make weights` once the course VAE it imitates ships
+    MADE_BY["tiny_decoder"] = "tiny_decoder"
 
 
 @pytest.mark.parametrize("model", sorted(MADE_BY))
@@ -173,7 +176,7 @@ def test_the_rebuild_chain_runs_small_and_each_stage_consumes_the_one_before(tmp
     shipped = {p.name: sha256_file(p) for p in WEIGHTS_DIR.glob("*")}
     words = _weights_command()
     assert words[:2] == ["train", "recipe"] and [Path(w).name for w in words[2:]] == [
-        "vae.toml", "denoiser.toml", "denoiser_pixel.toml"]
+        "vae.toml", "tiny_decoder.toml", "denoiser.toml", "denoiser_pixel.toml"]
     assert main([*words, "--smoke", "--out-dir", str(tmp_path), "--work-dir", str(tmp_path / "stages")]) == 0
     capsys.readouterr()
 
@@ -184,8 +187,9 @@ def test_the_rebuild_chain_runs_small_and_each_stage_consumes_the_one_before(tmp
     runs = [manifest(f"vae_run{i}", stages) for i in (1, 2, 3, 4)]
     vae = manifest("vae")
     denoiser_vae, denoiser, pixel = manifest("denoiser_vae"), manifest("denoiser"), manifest("denoiser_pixel")
+    tiny = manifest("tiny_decoder")
     for name, m, folder in [*((f"vae_run{i}", run, stages) for i, run in enumerate(runs, 1)),
-                            ("vae", vae, tmp_path), ("denoiser", denoiser, tmp_path),
+                            ("vae", vae, tmp_path), ("tiny_decoder", tiny, tmp_path), ("denoiser", denoiser, tmp_path),
                             ("denoiser_pixel", pixel, tmp_path)]:
         assert m["sha256"] == sha256_file(folder / f"{name}.safetensors")
         assert m["recipe"]["stage"] == name and m["recipe"]["smoke"] is True and m["recipe"]["file"].startswith("recipes/")
@@ -199,6 +203,7 @@ def test_the_rebuild_chain_runs_small_and_each_stage_consumes_the_one_before(tmp
         assert chain["sha256"] == run["sha256"]
     assert "base" not in chain
     assert denoiser_vae["base_vae_sha256"] == vae["sha256"]
+    assert tiny["teacher"]["sha256"] == vae["sha256"]  # distilled from the VAE this chain made, not the shipped one
     assert denoiser["vae"] == "denoiser_vae" and denoiser["vae_sha256"] == denoiser_vae["sha256"]
     assert denoiser_vae["sha256"] == sha256_file(tmp_path / "denoiser_vae.safetensors")
     assert pixel["vae"] is None and "vae_sha256" not in pixel

@@ -5,9 +5,11 @@
 
 One "move" is exactly what the lesson 04 slider app does on each change: `latentlab.widgets.render_channels`
 (edit one channel's gain and offset, decode under inference mode, clamp, convert to uint8 pixels) and
-`png_bytes` (the PNG the browser is sent). Lesson 04 decodes a move with `widgets.ShrunkPreview` (the latent at
-half size, enlarged) and redraws with the full course VAE once the slider rests; both are timed ("preview" and
-"full"). Timed with latentlab.bench.time_fn (warm-up, median, spread). The target: a preview median under 100 ms.
+`png_bytes` (the PNG the browser is sent). Lesson 04 decodes a move with the tiny decoder at full resolution
+(the learner's own, distilled in the lesson; here the shipped one, or an untrained one of the same architecture
+before one ships, which takes the same time) and redraws with the full course VAE once the
+slider rests; both are timed ("preview" and "full"). Timed with latentlab.bench.time_fn (warm-up, median, spread).
+The target (issue 17): a full-resolution preview median under 50 ms at 256x256 on one thread.
 Other processes share the CPU, so the load average is printed with the numbers; "auto" threads is the lessons'
 own policy (`device.set_threads()`: the affinity mask, a container's CPU quota and the load).
 """
@@ -20,12 +22,13 @@ import sys
 import torch
 
 from latentlab.bench import time_fn
-from latentlab.checkpoints import load_course_vae
+from latentlab.checkpoints import load_course_vae, load_tiny_decoder, shipped
 from latentlab.data import load_photo
 from latentlab.device import set_threads
-from latentlab.widgets import ShrunkPreview, png_bytes, render_channels
+from latentlab.tiny_decoder import TinyDecoder
+from latentlab.widgets import png_bytes, render_channels
 
-TARGET_MS = 100.0
+TARGET_MS = 50.0
 
 
 def slider_move(vae, z: torch.Tensor, channel: int, gain: float, offset: float) -> bytes:
@@ -48,6 +51,8 @@ def main() -> int:
     vae = load_course_vae("cpu")
     layout = torch.channels_last if args.channels_last else torch.contiguous_format
     vae = vae.to(memory_format=layout)
+    # the time of a decode does not depend on the weights: before a tiny decoder ships, an untrained one is timed
+    tiny = (load_tiny_decoder("cpu") if "tiny_decoder" in shipped() else TinyDecoder().eval()).to(memory_format=layout)
     with torch.no_grad():
         z = vae.encode(load_photo("chelsea", args.size)).mode().contiguous(memory_format=layout)  # (1, 4, s/8, s/8)
     moves = iter(range(10**9))  # each call moves the slider to a new value, like a learner dragging it
@@ -59,7 +64,7 @@ def main() -> int:
     results = []
     for choice in args.threads.split(","):
         threads = set_threads(None if choice == "auto" else int(choice))
-        for kind, decoder in [("preview", ShrunkPreview(vae, scale=2)), ("full", vae)]:
+        for kind, decoder in [("preview", tiny), ("full", vae)]:
             load_before = os.getloadavg()[0]
             timing = time_fn(lambda decoder=decoder: move(decoder), warmup=3, repeats=args.repeats, device="cpu")
             results.append({**timing.as_dict(), "decode": kind, "threads": threads, "size": args.size,
@@ -77,7 +82,7 @@ def main() -> int:
                   f"{r['iqr_ms']:.1f}, min {r['min_ms']:.1f}, max {r['max_ms']:.1f} (n={r['repeats']}); "
                   f"load average {r['load_avg_1min'][0]:.1f} -> {r['load_avg_1min'][1]:.1f} on {r['cpus']} CPUs; "
                   f"target < {TARGET_MS:g} ms: {'met' if r['target_met'] else 'MISSED'}")
-    return 0 if any(r["target_met"] for r in results if r["decode"] == "preview") else 1
+    return 0 if any(r["target_met"] for r in results if r["decode"] == "preview" and r["threads"] == 1) else 1
 
 
 if __name__ == "__main__":
