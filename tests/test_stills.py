@@ -63,7 +63,8 @@ def test_the_html_holds_each_distinct_frame_once_and_starts_at_rest(vae, latent)
     assert len(first["index"]) == len(first["captions"]) == 3 and first["rest"] == 1
     shown = re.search(r'class="latentlab-still-frame" src="([^"]+)"', html).group(1)
     assert shown == payload["frames"][first["index"][1]]
-    assert np.abs(_decoded(shown) - s.tracks[0].frames[1]).mean() < 3  # JPEG, close to the decoded picture
+    errors = [np.abs(_decoded(shown) - frame).mean() for frame in s.tracks[0].frames]  # JPEG vs each decoded frame
+    assert errors[1] < 4 and errors[1] == min(errors)  # close to the picture at rest, closer than to any other frame
     assert "<noscript><img" in html  # the filmstrip where no script runs
     assert "</script>" not in html.split('<script type="application/json">')[1].split("</script>")[0]
 
@@ -86,9 +87,13 @@ def test_interpolation_stills_run_from_z0_to_z1(vae, latent):
     s = stills.interpolation_slider(vae, latent, other, positions=3)
     (track,) = s.tracks
     assert track.values == [0.0, 0.25, 0.5, 0.75, 1.0] and track.rest == 2
-    assert np.array_equal(track.frames[0], widgets.decode_image(vae, latent))
-    assert np.array_equal(track.frames[-1], widgets.decode_image(vae, other))
-    assert np.array_equal(track.frames[2], widgets.render_interpolation(vae, latent, other, 0.5, "slerp"))
+    def same(a, b):  # the same picture: uint8 pixels equal, up to one level of float rounding in the decode
+        return np.abs(a.astype(int) - b.astype(int)).max() <= 1
+
+    assert same(track.frames[0], widgets.decode_image(vae, latent))
+    assert same(track.frames[-1], widgets.decode_image(vae, other))
+    assert same(track.frames[2], widgets.render_interpolation(vae, latent, other, 0.5, "slerp"))
+    assert not same(track.frames[0], track.frames[-1])  # and the two ends differ
 
 
 def test_noise_stills_follow_the_live_apps_noise_path(vae):
