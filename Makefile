@@ -68,3 +68,9 @@ site: setup
 .PHONY: weights
 weights: setup
 	$(PY) -m latentlab train recipe recipes/vae.toml recipes/tiny_decoder.toml recipes/denoiser.toml recipes/denoiser_pixel.toml --out-dir latentlab/weights --work-dir build/weights
+
+# Lesson 10's compression sweep (recipes/sweep/: six VAE geometries and a small latent denoiser on each), two CPU
+# threads, about 1.5 hours; written to latentlab/weights/sweep/ (tools/sweep.py).
+.PHONY: sweep
+sweep: setup
+	$(OFFLINE) $(PY) tools/sweep.py

@@ -55,6 +55,12 @@ def vae_file(name: str) -> Path:
     return path
 
 
+def latent_geometry(path: Path) -> tuple[int, int]:
+    """a VAE checkpoint -> its latent's (channels, down-sampling factor): (4, 8) for the course VAE"""
+    config = VAEConfig(**json.loads(read_checkpoint(path)[1]["config"]))
+    return config.latent_channels, 2 ** (len(config.block_out_channels) - 1)
+
+
 def load_vae(path: Path, device: torch.device) -> VAE:
     """a VAE checkpoint -> the VAE in eval mode, built with the config stored beside its weights"""
     vae = VAE(VAEConfig(**json.loads(read_checkpoint(path)[1]["config"])))
@@ -65,9 +71,9 @@ def load_vae(path: Path, device: torch.device) -> VAE:
 def run(settings: DenoiserTraining, recipe: dict | None = None) -> int:
     """`latentlab train unet`: (adapt the VAE,) train, judge, write checkpoints and manifests -> exit code"""
     with stop_on_ctrl_c():
-        config = unet_config(settings)
-        UNet(config)  # bad widths or groups are refused now, not after the data is ready
         source = vae_file(settings.vae) if settings.space == "latent" else None
+        config = unet_config(settings, latent_geometry(source) if source else (4, 8))
+        UNet(config)  # bad widths or groups are refused now, not after the data is ready
         line, out = command(settings), Path(settings.out)
         resumed = saved_step(state_path(out), must_match(settings)) if settings.resume else 0  # refused now if wrong
         accelerator = parallel.accelerator_for(pick_device(settings.device), settings.mixed_precision, settings.threads)

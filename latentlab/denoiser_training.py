@@ -53,7 +53,7 @@ class DenoiserTraining:
     batch_size: int = setting(32, "samples per step", at_least(1), smoke=4)
     lr: float = setting(2e-3, "peak AdamW learning rate (warm-up, then cosine)", above(0))
     num_images: int = setting(4096, "Shapes images in the training set", at_least(1), smoke=8)
-    image_size: int = setting(64, "side of the Shapes images", SIDE, smoke=16)
+    image_size: int = setting(64, "side of the Shapes images", SIDE, smoke=32)  # 32: a factor-16 VAE still gives 2x2
     block_out_channels: tuple[int, ...] = setting(  # pixels: 3 more levels of the first width (the same 4x4 end)
         (32, 64), "UNet widths, one per latent resolution", WIDTHS, kind="model")
     layers_per_block: int = setting(1, "ResBlocks per down level", at_least(1), kind="model")
@@ -107,10 +107,16 @@ class DenoiserTraining:
         return [out] + ([out.with_name(f"{out.stem}_vae.safetensors")] if self.finetune_vae else [])
 
 
-def unet_config(settings: DenoiserTraining) -> UNetConfig:
-    """the UNet a run trains: attention at the lowest levels; pixels get three extra levels of the first width"""
-    widths = settings.block_out_channels
-    channels, side = (4, settings.image_size // 8) if settings.space == "latent" else (3, settings.image_size)
+def unet_config(settings: DenoiserTraining, latent: tuple[int, int] = (4, 8)) -> UNetConfig:
+    """the UNet a run trains: attention at the lowest levels; pixels get three extra levels of the first width
+
+    `latent` is the VAE's (channels, down-sampling factor): (4, 8) for the course VAE, others in lesson 10's sweep.
+    """
+    widths, (latent_channels, factor) = settings.block_out_channels, latent
+    if settings.space == "latent" and settings.image_size % factor:
+        raise InputError(f"image_size {settings.image_size} must be a multiple of the VAE's factor {factor}.")
+    channels, side = ((latent_channels, settings.image_size // factor) if settings.space == "latent"
+                      else (3, settings.image_size))
     levels = widths if settings.space == "latent" else (widths[0],) * 3 + widths
     attention = [i >= len(levels) - len(widths) + 1 for i in range(len(levels))]
     return UNetConfig(

@@ -76,3 +76,12 @@ def test_the_classes_setting_builds_a_conditional_unet_and_guidance_needs_it():
         DenoiserTraining(vae="vae", guidance=2.0)
     with pytest.raises(InputError, match="uncond_prob must be a fraction between 0 and 1"):
         DenoiserTraining(vae="vae", classes=True, uncond_prob=1.5)
+
+
+def test_the_unet_takes_the_latent_of_the_vae_it_denoises_for():
+    settings = DenoiserTraining(vae="vae", image_size=64)
+    assert (unet_config(settings).in_channels, unet_config(settings).sample_size) == (4, 8)  # the course VAE
+    assert (unet_config(settings, (16, 4)).in_channels, unet_config(settings, (16, 4)).sample_size) == (16, 16)
+    assert unet_config(DenoiserTraining(space="pixel"), (16, 4)).in_channels == 3  # pixels have no VAE geometry
+    with pytest.raises(InputError, match="image_size 40 must be a multiple of the VAE's factor 16"):
+        unet_config(DenoiserTraining(vae="vae", image_size=40), (4, 16))

@@ -255,7 +255,7 @@ def test_the_colour_stages_change_the_data_and_optimisation_never_the_loss():
 
 
 def test_the_sweep_trains_each_geometry_by_one_recipe_and_its_smoke_run_writes_them_all(tmp_path, capsys):
-    files = sorted((RECIPES / "sweep").glob("*.toml"))
+    files = sorted((RECIPES / "sweep").glob("vae_*.toml"))
     stages = [stage for path in files for stage in recipes.read_recipe(path, SETTINGS)]
     geometry = {s.name: (2 ** (len(s.settings.block_out_channels) - 1), s.settings.latent_channels) for s in stages}
     assert geometry == {"vae_f4c4": (4, 4), "vae_f4c16": (4, 16), "vae_f8c4": (8, 4), "vae_f8c16": (8, 16),
@@ -291,3 +291,23 @@ def test_the_shipped_denoisers_are_class_conditional_and_their_smoke_run_judges_
                      for name in ("denoiser", "denoiser_pixel"))
     assert {k for k, v in _what_is_learned(latent).items() if v != _what_is_learned(pixel)[k]} == {"space", "finetune_vae"}
     assert latent.classes and pixel.classes and latent.guidance == pixel.guidance
+
+
+def test_each_sweep_geometry_has_one_latent_denoiser_differing_only_in_its_vae(tmp_path, capsys):
+    files = sorted((RECIPES / "sweep").glob("denoiser_*.toml"))
+    stages = [stage for path in files for stage in recipes.read_recipe(path, SETTINGS)]
+    assert {s.name: s.settings.vae for s in stages} == {f"denoiser_{g}": f"vae_{g}" for g in
+                                                         ("f4c4", "f4c16", "f8c4", "f8c16", "f16c4", "f16c16")}
+    first = _what_is_learned(stages[0].settings)
+    for stage in stages:  # the same UNet, data, budget and seed: only the latent it learns differs
+        changed = {k for k, v in _what_is_learned(stage.settings).items() if v != first[k]}
+        assert changed <= {"vae"} and stage.settings.time_budget and not stage.settings.finetune_vae, stage.name
+    wanted = ["f4c16", "f16c4"]  # the largest and the smallest latent, from the VAEs' own smoke runs
+    vaes = [str(RECIPES / "sweep" / f"vae_{g}.toml") for g in wanted]
+    dens = [str(RECIPES / "sweep" / f"denoiser_{g}.toml") for g in wanted]
+    assert main(["train", "recipe", *vaes, *dens, "--smoke", "--out-dir", str(tmp_path)]) == 0
+    capsys.readouterr()
+    for g, (channels, side) in zip(wanted, [(16, 8), (4, 2)]):  # smoke Shapes are 32x32: 8x8 at f4, 2x2 at f16
+        made = json.loads((tmp_path / f"denoiser_{g}.json").read_text())
+        assert made["vae"] == f"vae_{g}" and made["config"]["in_channels"] == channels
+        assert made["config"]["sample_size"] == side and "recognised" in made["quality"]
