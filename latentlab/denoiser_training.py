@@ -54,11 +54,11 @@ class DenoiserTraining:
     batch_size: int = setting(32, "samples per step", at_least(1), smoke=4)
     lr: float = setting(2e-3, "peak AdamW learning rate (warm-up, then cosine)", above(0))
     num_images: int = setting(  # with --data: a fixed pool, drawn once and kept (64x64: 48 KB each), then encoded
-        4096, "training images: generated Shapes, or with --data that many random crops of the folder", at_least(1),
-        smoke=8)
+        4096, "training images: generated Shapes, or with --data that many random crops of the folder, drawn once, "
+        "kept in memory and encoded once", at_least(1), smoke=8)
     image_size: int = setting(64, "side of the training images (Shapes, or the folder's crops)", SIDE, smoke=16)
     data: str | None = setting(  # not in recipes: a recipe rebuilds from what the package ships
-        None, "a folder of your own images to crop (default: generated Shapes); unconditional, not judged",
+        None, "a folder of your own images to train on instead of Shapes (its crops); unconditional, samples not judged",
         kind="machine")
     block_out_channels: tuple[int, ...] = setting(  # pixels: 3 more levels of the first width (the same 4x4 end)
         (32, 64), "UNet widths, one per latent resolution", WIDTHS, kind="model")
@@ -79,8 +79,8 @@ class DenoiserTraining:
         1.0, "with classes: classifier-free guidance scale of the judged samples", at_least(0))
     average: float | None = setting(  # samples from the average are cleaner than from the last step's weights
         None, "keep a moving average of the weights with this decay (e.g. 0.999) and ship it", DECAY)
-    eval_samples: int = setting(  # with --data they are not judged: saved as <out>_samples.png
-        256, "samples judged at the end (0: none)", at_least(0), smoke=2)
+    eval_samples: int = setting(  # a folder has no judge: nothing says what a good sample of it is
+        256, "samples judged at the end (with --data: saved as <out>_samples.png; 0: none)", at_least(0), smoke=2)
     eval_steps: int = setting(50, "DDIM steps for those samples", at_least(1), smoke=2)
     seed: int = setting(0, "seed of the shapes, the initial weights, the noise and the judged samples", at_least(0))
     checkpoint_every: int = setting(1000, "save the checkpoint every N steps and at the end", at_least(1))
