@@ -1,11 +1,12 @@
 """Training lesson 08's denoiser: its settings `DenoiserTraining`, `train_denoiser`, and `latentlab train unet`.
 
 A UNet learns to predict the noise added to its training data (Ho et al. 2020, https://arxiv.org/abs/2006.11239,
-Algorithm 1): Shapes images encoded once by the course VAE into scaled latents (latents.scale), or the pixels
-themselves. A photo VAE is first adapted to the shapes (`finetune_vae`, saved beside the denoiser as
-<name>_vae). With `classes` the UNet also learns which shape it draws, some labels dropped to "no class"
-(classifier-free guidance, Ho & Salimans 2022, https://arxiv.org/abs/2207.12598). recipes/denoiser.toml and
-recipes/denoiser_pixel.toml hold the shipped models' settings; denoiser_job runs them (`latentlab train unet`).
+Algorithm 1): Shapes images (or crops of a folder of your own, `data`) encoded once by the course VAE into scaled
+latents (latents.scale), or the pixels themselves. A photo VAE is first adapted to the training images
+(`finetune_vae`, saved beside the denoiser as <name>_vae). With `classes` the UNet also learns which shape it draws,
+some labels dropped to "no class" (classifier-free guidance, Ho & Salimans 2022, https://arxiv.org/abs/2207.12598).
+recipes/denoiser.toml and recipes/denoiser_pixel.toml hold the shipped models' settings; denoiser_job runs them
+(`latentlab train unet`).
 """
 
 from __future__ import annotations
@@ -52,8 +53,14 @@ class DenoiserTraining:
         None, "stop after this many seconds of training; the learning rate decays over them", above(0))
     batch_size: int = setting(32, "samples per step", at_least(1), smoke=4)
     lr: float = setting(2e-3, "peak AdamW learning rate (warm-up, then cosine)", above(0))
-    num_images: int = setting(4096, "Shapes images in the training set", at_least(1), smoke=8)
-    image_size: int = setting(64, "side of the Shapes images", SIDE, smoke=32)  # 32: a factor-16 VAE still gives 2x2
+    num_images: int = setting(  # with --data: a fixed pool, drawn once and kept (64x64: 48 KB each), then encoded
+        4096, "training images: generated Shapes, or with --data that many random crops of the folder, drawn once, "
+        "kept in memory and encoded once", at_least(1), smoke=8)
+    image_size: int = setting(  # smoke 32: a factor-16 VAE (lesson 10's sweep) still gives a 2x2 latent
+        64, "side of the training images (Shapes, or the folder's crops)", SIDE, smoke=32)
+    data: str | None = setting(  # not in recipes: a recipe rebuilds from what the package ships
+        None, "a folder of your own images to train on instead of Shapes (its crops); unconditional, samples not judged",
+        kind="machine")
     block_out_channels: tuple[int, ...] = setting(  # pixels: 3 more levels of the first width (the same 4x4 end)
         (32, 64), "UNet widths, one per latent resolution", WIDTHS, kind="model")
     layers_per_block: int = setting(1, "ResBlocks per down level", at_least(1), kind="model")
@@ -62,7 +69,7 @@ class DenoiserTraining:
     beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = setting(
         "squaredcos_cap_v2", "the noise schedule, named as in diffusers (the sampler uses the same)")
     finetune_vae: int = setting(  # a photo VAE draws shapes with wrong colours and lumpy outlines until adapted
-        0, "first adapt the VAE to the shapes for this many steps; saved beside the denoiser as <out>_vae",
+        0, "first adapt the VAE to the training images for this many steps; saved beside the denoiser as <out>_vae",
         at_least(0), smoke=2)
     min_snr_gamma: float = setting(5.0, "Min-SNR loss weighting (0: the plain loss)", at_least(0))
     classes: bool = setting(  # one draw per requested shape; the UNet gets a class embedding (num_class_embeds)
@@ -73,7 +80,8 @@ class DenoiserTraining:
         1.0, "with classes: classifier-free guidance scale of the judged samples", at_least(0))
     average: float | None = setting(  # samples from the average are cleaner than from the last step's weights
         None, "keep a moving average of the weights with this decay (e.g. 0.999) and ship it", DECAY)
-    eval_samples: int = setting(256, "samples judged at the end (0: none)", at_least(0), smoke=2)
+    eval_samples: int = setting(  # a folder has no judge: nothing says what a good sample of it is
+        256, "samples judged at the end (with --data: saved as <out>_samples.png; 0: none)", at_least(0), smoke=2)
     eval_steps: int = setting(50, "DDIM steps for those samples", at_least(1), smoke=2)
     seed: int = setting(0, "seed of the shapes, the initial weights, the noise and the judged samples", at_least(0))
     checkpoint_every: int = setting(1000, "save the checkpoint every N steps and at the end", at_least(1))
@@ -93,6 +101,9 @@ class DenoiserTraining:
             self.vae = None
         elif self.vae is None:
             raise InputError("latent space needs a VAE: name a shipped one (e.g. vae) or a .safetensors file.")
+        if self.classes and self.data is not None:
+            raise InputError("--classes yes needs labelled images, and a folder has no labels; leave --classes at no "
+                             "with --data, or drop --data to train on the labelled Shapes.")
         if self.guidance != 1.0 and not self.classes:
             raise InputError(f"guidance {self.guidance} steers samples towards a class; set classes to yes, or "
                              "leave guidance at 1.")
@@ -146,24 +157,37 @@ def finetune_vae(
     seed: int = 0,
     device: torch.device | str = "cpu",
     accelerator=None,
+    first_items: list[int] | None = None,
 ) -> tuple[nn.Module, list[dict]]:
     """Adapt a trained VAE to new images (e.g. Shapes, which a photo VAE never saw) -> (vae, history).
 
     Same loss as train_vae (MSE here, beta * KL); afterwards the scaling factor is measured again on the new images.
-    With several processes (`accelerator`) every process draws the same batches: a short run, kept in step, not split.
+    With several processes (`accelerator`) all draw the same items for each step, `processes * batch_size` of them,
+    and each takes its part (as in train_denoiser), with noise of its own; `first_items` receives its first part.
     """
+    accelerator = accelerator or OneProcess(device)
+    process, processes = accelerator.process_index, accelerator.num_processes
     generator = seed_everything(seed)
+    order, measure = generator, generator  # one process: one stream for the items and the noise, as always
+    if processes > 1:
+        order = torch.Generator().manual_seed(stream_seed(seed, "order", 0))  # the same in every process
+        measure = torch.Generator().manual_seed(stream_seed(seed, "scaling factor"))  # so every process agrees on it
+        generator.manual_seed(stream_seed(seed, "noise", process, 0))  # its own
 
     def batches() -> Iterator[torch.Tensor]:
         while True:
-            yield images[torch.randint(0, len(images), (batch_size,), generator=generator)]
+            idx = torch.randint(0, len(images), (batch_size * processes,), generator=order)
+            idx = idx[process * batch_size : (process + 1) * batch_size]  # this process's part (all of it for one)
+            if first_items is not None and not first_items:
+                first_items.extend(idx.tolist())
+            yield images[idx]
 
     optimizer = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=1e-4)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(steps, warmup=min(50, steps // 10 + 1)))
     history = fit(vae, lambda model, batch: vae_loss(model, batch, beta, "mse", generator), batches(), steps,
-                  optimizer, scheduler, device=device, desc="fine-tune vae", accelerator=accelerator)
+                  optimizer, scheduler, desc="fine-tune vae", accelerator=accelerator)
     with held(), torch.no_grad():  # a Ctrl-C now waits: the scaling factor belongs to the adapted VAE
-        vae.config.scaling_factor = round(estimate_scaling_factor(vae, images[:256].to(_device(vae)), generator), 5)
+        vae.config.scaling_factor = round(estimate_scaling_factor(vae, images[:256].to(_device(vae)), measure), 5)
     if stopping() and history:
         history[-1]["interrupted"] = True
     return vae.eval(), history

@@ -4,7 +4,9 @@ Python turns Ctrl-C (SIGINT) into a KeyboardInterrupt wherever the program happe
 pressed while the first one's checkpoint and manifest are being written would cut that writing short. Inside
 `stop_on_ctrl_c()` the first Ctrl-C still raises KeyboardInterrupt (the run stops at once, even during start-up
 or evaluation); every later one is held and only reported. `train.fit` and `latentlab train` use it (lessons 02,
-03, 08).
+03, 08). `latentlab train` also treats SIGTERM so (`sigterm=True`): what a cluster scheduler sends before it ends a
+job, and what `torchrun` and `accelerate launch` pass on to every process when they are stopped, so the run saves a
+whole checkpoint and its resume state instead of dying between two periodic checkpoints.
 """
 
 from __future__ import annotations
@@ -25,25 +27,30 @@ class _State:
 def _on_ctrl_c(signum, frame) -> None:
     if _State.stopping or _State.holding:
         _State.pressed = True
-        print("Ctrl-C: saving first; the run stops once its files are written whole.", file=sys.stderr)
+        what = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        print(f"{what}: saving first; the run stops once its files are written whole.", file=sys.stderr)
         return
     _State.stopping = True
     raise KeyboardInterrupt
 
 
 @contextmanager
-def stop_on_ctrl_c():
-    """the first Ctrl-C inside the block raises KeyboardInterrupt, later ones are held; nests; main thread only"""
+def stop_on_ctrl_c(sigterm: bool = False):
+    """the first Ctrl-C (and with `sigterm` SIGTERM) inside the block raises KeyboardInterrupt, later ones are held;
+    nests (an inner block keeps the outer one's signals); main thread only"""
     usable = threading.current_thread() is threading.main_thread()
     if _State.installed or not usable or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         yield  # already in force (an outer block), or Ctrl-C cannot reach us (another thread, or ignored)
         return
-    previous = signal.signal(signal.SIGINT, _on_ctrl_c)
+    ours = [signal.SIGINT] + ([signal.SIGTERM] if sigterm and signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN
+                              else [])
+    previous = {number: signal.signal(number, _on_ctrl_c) for number in ours}
     _State.installed, _State.stopping, _State.holding, _State.pressed = True, False, False, False
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
         _State.installed = _State.stopping = _State.holding = _State.pressed = False
 
 

@@ -168,7 +168,7 @@ def distill(settings: TinyDecoderTraining, teacher: nn.Module, device: torch.dev
 
 def run(settings: TinyDecoderTraining, recipe: dict | None = None) -> int:
     """`latentlab train tiny-decoder`: distil, write the checkpoint and its manifest -> exit code (130 after Ctrl-C)"""
-    with stop_on_ctrl_c():
+    with stop_on_ctrl_c(sigterm=True):  # a scheduler's or launcher's SIGTERM saves like Ctrl-C
         TinyDecoder(TinyDecoderConfig(block_out_channels=settings.block_out_channels,
                                       layers_per_block=settings.layers_per_block))  # bad widths: refused now
         source = vae_file(settings.teacher)  # a bad teacher is refused before anything runs

@@ -24,7 +24,7 @@ SETTINGS = {"vae": vae_training.VAETraining, "unet": denoiser_training.DenoiserT
             "tiny-decoder": tiny_decoder_training.TinyDecoderTraining}
 RUN = {"vae": vae_training.run, "unet": denoiser_job.run, "tiny-decoder": tiny_decoder_training.run}
 HELP = {"vae": "train the course VAE on crops of the bundled photos or your own (lessons 02-03)",
-        "unet": "train lesson 08's denoiser on Shapes, in latent or pixel space",
+        "unet": "train lesson 08's denoiser on Shapes or your own folder (--data), in latent or pixel space",
         "tiny-decoder": "distil a tiny preview decoder from the course VAE's decoder (lessons 04 and 08)"}
 
 

@@ -261,7 +261,7 @@ def run(settings: VAETraining, recipe: dict | None = None) -> int:
     """`latentlab train vae`: train, write the checkpoint and its manifest -> exit code (130 after a Ctrl-C)"""
     from latentlab import parallel  # late: accelerate takes a second to import, and the lessons never need it
 
-    with stop_on_ctrl_c():
+    with stop_on_ctrl_c(sigterm=True):  # a scheduler's or launcher's SIGTERM saves like Ctrl-C
         config = vae_config(settings)  # bad settings or a bad --init are refused before anything runs
         VAE(config)  # and so are widths that the groups do not divide
         if settings.init is not None:  # the record shows the architecture actually trained

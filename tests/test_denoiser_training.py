@@ -7,9 +7,11 @@ import pytest
 import torch
 
 from latentlab import diffusion
-from latentlab.denoiser_training import DenoiserTraining, train_denoiser, unet_config
+from latentlab.denoiser_training import DenoiserTraining, finetune_vae, train_denoiser, unet_config
 from latentlab.errors import InputError
+from latentlab.train import OneProcess
 from latentlab.unet import UNetConfig
+from latentlab.vae import VAE, VAEConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -85,3 +87,52 @@ def test_the_unet_takes_the_latent_of_the_vae_it_denoises_for():
     assert unet_config(DenoiserTraining(space="pixel"), (16, 4)).in_channels == 3  # pixels have no VAE geometry
     with pytest.raises(InputError, match="image_size 40 must be a multiple of the VAE's factor 16"):
         unet_config(DenoiserTraining(vae="vae", image_size=40), (4, 16))
+
+
+class _Rank(OneProcess):
+    """process `process_index` of two, run alone: the batches and the noise it would draw, no gradient averaging"""
+
+    def __init__(self, rank: int):
+        super().__init__("cpu")
+        self.process_index, self.num_processes, self.is_main_process = rank, 2, rank == 0
+
+
+def _tiny_vae() -> VAE:
+    torch.manual_seed(0)
+    return VAE(VAEConfig(block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4))
+
+
+def test_finetune_vae_on_two_processes_splits_every_draw_and_agrees_on_the_scaling_factor():
+    images = torch.rand(16, 3, 16, 16, generator=torch.Generator().manual_seed(5)) * 2 - 1
+    alone, firsts = [], []
+    finetune_vae(_tiny_vae(), images, steps=1, batch_size=4, seed=0, first_items=alone)
+    for rank in (0, 1):
+        firsts.append([])
+        finetune_vae(_tiny_vae(), images, steps=1, batch_size=4, seed=0, accelerator=_Rank(rank),
+                     first_items=firsts[-1])
+    assert len(firsts[0]) == len(firsts[1]) == len(alone) == 4
+    assert firsts[0] != firsts[1]  # each its own part of the step's 2 x 4 draws, not the same batch twice
+    # the scaling factor is measured by every process on the same images with the same noise: equal weights, one
+    # factor (with no step taken, the weights are equal here too)
+    factors = [finetune_vae(_tiny_vae(), images, steps=0, seed=0, accelerator=_Rank(rank))[0].config.scaling_factor
+               for rank in (0, 1)]
+    assert factors[0] == factors[1]
+
+
+def test_the_folder_is_refused_with_classes_and_its_pool_is_its_first_crops(tmp_path):
+    with pytest.raises(InputError, match="a folder has no labels"):
+        DenoiserTraining(vae="vae", data=str(tmp_path), classes=True)
+    from PIL import Image
+
+    from latentlab.denoiser_job import training_images
+    from latentlab.sources import FolderCrops
+
+    Image.new("RGB", (40, 32), (230, 20, 20)).save(tmp_path / "red.png")
+    settings = DenoiserTraining(vae="vae", data=str(tmp_path), num_images=6, batch_size=2, image_size=16)
+    folder = FolderCrops(settings.data, 16, 6, seed=0)
+    images, labels = training_images(settings, folder)
+    assert labels is None and images.shape == (6, 3, 16, 16)
+    assert torch.equal(images, torch.stack([folder[i] for i in range(6)]))  # the same pool on every process
+    assert images.mean((0, 2, 3)).tolist() == pytest.approx([230 / 127.5 - 1, 20 / 127.5 - 1, 20 / 127.5 - 1], abs=0.02)
+    shapes, shape_labels = training_images(DenoiserTraining(vae="vae", num_images=6, batch_size=2, classes=True), None)
+    assert shapes.shape == (6, 3, 64, 64) and shape_labels is not None

@@ -1,6 +1,7 @@
 """latentlab.parallel and `latentlab train` on several processes: a real 2-process run on the CPU (gloo) through the
 launchers a user types, `accelerate launch` and `torchrun`: both processes see different items, keep equal weights
-(those saved), the manifest records the world size, and a Ctrl-C'd run resumes from its checkpoint step."""
+(those saved), the manifest records the world size, and a run stopped by Ctrl-C or SIGTERM resumes from its last
+step. The denoiser's run also trains on a folder and adapts its VAE with each process on its own items."""
 
 import json
 import os
@@ -91,3 +92,51 @@ def test_two_processes_share_the_work_save_process_0s_weights_and_resume_after_c
     assert manifest["resumed_after"] == done and manifest["steps_done"] == 24 and manifest["interrupted"] is False
     assert manifest["processes"]["world_size"] == 2 and not state.exists()  # finished: nothing left to resume
     assert {p["weights_sha256"] for p in manifest["processes"]["per_process"]} == {_tensor_sha(out)}
+
+
+def test_two_processes_adapt_the_vae_in_shards_train_on_a_folder_and_resume_after_sigterm(tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i, colour in enumerate([(230, 20, 20), (20, 200, 40), (30, 60, 220)]):
+        Image.new("RGB", (48, 40), colour).save(folder / f"p{i}.png")
+    out, state = tmp_path / "d.safetensors", tmp_path / "d.resume.safetensors"
+    command = ["latentlab", "train", "unet", "--data", str(folder), "--finetune-vae", "4", "--steps", "40",
+               "--batch-size", "2", "--num-images", "8", "--image-size", "16", "--block-out-channels", "16,32",
+               "--attention-head-dim", "16", "--norm-num-groups", "8", "--eval-samples", "2", "--eval-steps", "2",
+               "--checkpoint-every", "2", "--device", "cpu", "--out", str(out)]
+    process = subprocess.Popen([*ACCELERATE, *command], cwd=tmp_path, env=_env(tmp_path), text=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _wait_for(state, process)  # the denoiser's first checkpoint: its training is under way on both processes
+        assert state.exists(), "training did not start"
+        process.send_signal(signal.SIGTERM)  # a scheduler ending the job: the launcher passes it on to both
+        _, err = process.communicate(timeout=300)
+    finally:
+        process.kill()
+    assert process.returncode != 0 and "interrupted after" in err and "--resume yes continues" in err, err[-2000:]
+    manifest = json.loads(out.with_suffix(".json").read_text())
+    done = manifest["steps_done"]
+    assert manifest["interrupted"] is True and 2 <= done < 40 and state.exists()
+    assert _saved_step(out) == _saved_step(state) == done  # saved whole at the step it stopped after
+    adapted = json.loads((tmp_path / "d_vae.json").read_text())["processes"]
+    first = [p["first_items"] for p in adapted["per_process"]]
+    assert adapted["world_size"] == 2 and len(first[0]) == len(first[1]) == 8 and first[0] != first[1]
+    assert {p["weights_sha256"] for p in adapted["per_process"]} == {_tensor_sha(tmp_path / "d_vae.safetensors")}
+
+    resumed = subprocess.run([*TORCHRUN, *command, "--resume", "yes", "--checkpoint-every", "1000"], cwd=tmp_path,
+                             env=_env(tmp_path), text=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"resuming after step {done}" in resumed.stderr
+    manifest = json.loads(out.with_suffix(".json").read_text())
+    assert manifest["resumed_after"] == done and manifest["steps_done"] == 40 and manifest["interrupted"] is False
+    assert manifest["quality"]["judged"] is False and (tmp_path / "d_samples.png").exists() and not state.exists()
+    assert {p["weights_sha256"] for p in manifest["processes"]["per_process"]} == {_tensor_sha(out)}
+
+
+def _saved_step(path: Path) -> int:
+    from latentlab.checkpoints import read_checkpoint
+
+    return int(read_checkpoint(path)[1]["step"])

@@ -16,8 +16,9 @@ import latentlab.denoiser_job as denoiser_job
 import latentlab.denoiser_training as denoiser_training
 import latentlab.train as train
 import latentlab.vae_training as vae_training
-from latentlab.checkpoints import WEIGHTS_DIR, load_checkpoint, save_checkpoint, sha256_file
+from latentlab.checkpoints import WEIGHTS_DIR, load_checkpoint, read_checkpoint, save_checkpoint, sha256_file
 from latentlab.cli import main
+from latentlab.resume import state_path
 from latentlab.vae import VAE, VAEConfig
 
 TINY = VAEConfig(block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4)
@@ -299,3 +300,102 @@ def test_an_interrupted_run_resumes_from_its_checkpoint_step_with_the_same_setti
     assert manifest["resumed_after"] == 5 and manifest["steps_done"] == 10 and not manifest["interrupted"]
     assert "heldout_psnr" in manifest["final"] and load_checkpoint(out, VAE(VAEConfig(**manifest["config"])))["step"] == "10"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["v.json", "v.safetensors"]
+
+
+def _folder(path, broken: bool = False):
+    """a folder tree of a few small red pictures (PNG, and a JPEG one level down), maybe with an unreadable file"""
+    from PIL import Image
+
+    (path / "sub").mkdir(parents=True)
+    for i, size in enumerate([(40, 32), (48, 48), (56, 40)]):
+        Image.new("RGB", size, (230, 20, 20)).save(path / f"red{i}.png")
+    Image.new("RGB", (48, 40), (230, 20, 20)).save(path / "sub" / "red.jpg", quality=95)
+    if broken:
+        (path / "broken.png").write_bytes(b"not a png")
+    return path
+
+
+def test_train_unet_on_a_folder_adapts_the_vae_to_it_and_records_it_unjudged(tmp_path, capsys, monkeypatch):
+    from PIL import Image
+
+    def judge(*args, **kwargs):
+        raise AssertionError("a folder's samples must not go to the Shapes judge")
+
+    monkeypatch.setattr(denoiser_job, "judge_denoiser", judge)
+    folder, out = _folder(tmp_path / "photos", broken=True), tmp_path / "d.safetensors"
+    code = main(["train", "unet", "--data", str(folder), "--finetune-vae", "2", "--steps", "2", *SMALL_UNET,
+                 "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 0 and f"warning: skipped 1 of 5 image files in {folder}" in err
+    manifest = json.loads(out.with_suffix(".json").read_text())
+    assert f"--data {folder}" in manifest["command"] and manifest["training"]["data"] == str(folder)
+    assert manifest["data"].startswith(f"latentlab.sources.FolderCrops({str(folder)!r}, size=16, length=8, seed=0)")
+    assert f"4 images from {folder}" in manifest["data"] and "encoded by the VAE 'd_vae'" in manifest["data"]
+    assert "classes" not in manifest and manifest["config"]["num_class_embeds"] is None
+    quality = manifest["quality"]
+    assert quality["judged"] is False and "recognised" not in quality and quality["samples"] == 2
+    red = [230 / 127.5 - 1, 20 / 127.5 - 1, 20 / 127.5 - 1]  # the crops are the folder's, not Shapes
+    assert quality["training_rgb"]["mean"] == pytest.approx(red, abs=0.02)
+    assert Image.open(tmp_path / quality["picture"]).size == (2 * 16 + 3 * 2, 16 + 2 * 2)  # 2 samples, padded
+    adapted = json.loads((tmp_path / "d_vae.json").read_text())
+    assert adapted["data"] == manifest["data"].split("; encoded")[0]  # adapted on the same crops
+    assert "heldout_shapes" not in adapted and adapted["other_crops_psnr"] > 0
+    assert adapted["processes"]["world_size"] == 1
+
+
+@pytest.mark.parametrize("make,words", [
+    (lambda p: p.mkdir(), "holds no image files"),
+    (lambda p: (p.mkdir(), (p / "x.png").write_bytes(b"no")), "none of the 1 image files"),
+])
+def test_an_empty_or_unreadable_folder_is_refused_in_one_line(make, words, tmp_path, capsys):
+    make(tmp_path / "photos")
+    code = main(["train", "unet", "--data", str(tmp_path / "photos"), "--steps", "2", *SMALL_UNET,
+                 "--out", str(tmp_path / "d.safetensors")])
+    err = capsys.readouterr().err
+    assert code == 2 and words in err and err.count("\n") == 1 and not (tmp_path / "d.safetensors").exists()
+
+
+def test_classes_with_a_folder_are_refused_in_one_line(tmp_path, capsys):
+    folder = _folder(tmp_path / "photos")
+    code = main(["train", "unet", "--data", str(folder), "--classes", "yes", *SMALL_UNET,
+                 "--out", str(tmp_path / "d.safetensors")])
+    err = capsys.readouterr().err
+    assert code == 2 and "a folder has no labels" in err and err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photos"]
+
+
+def test_sigterm_saves_the_last_step_whole_and_resume_continues_from_it(tmp_path, capsys, monkeypatch):
+    calls = 0
+    real_loss = denoiser_training.diffusion_loss
+
+    def loss(*args, **kwargs):
+        nonlocal calls
+        calls += 1
+        if calls == 4:
+            signal.raise_signal(signal.SIGTERM)  # what a scheduler (or torchrun, passing it on) sends, in step 4
+            time.sleep(0.01)
+        return real_loss(*args, **kwargs)
+
+    def unhandled(signum, frame):  # this test's process outlives a SIGTERM the job failed to catch
+        raise AssertionError("SIGTERM was not handled by latentlab train")
+
+    before = signal.signal(signal.SIGTERM, unhandled)
+    monkeypatch.setattr(denoiser_training, "diffusion_loss", loss)
+    folder, out = _folder(tmp_path / "photos"), tmp_path / "d.safetensors"
+    args = ["train", "unet", "--space", "pixel", "--data", str(folder), "--steps", "6", "--checkpoint-every", "1000",
+            *SMALL_UNET, "--out", str(out)]
+    try:
+        code = main(args)
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    err = capsys.readouterr().err
+    assert code == 130 and "interrupted after 3 steps" in _last_line(err) and "--resume yes continues" in err
+    manifest = json.loads(out.with_suffix(".json").read_text())
+    assert manifest["interrupted"] is True and manifest["steps_done"] == 3 and manifest["quality"] == {}
+    assert read_checkpoint(out)[1]["step"] == read_checkpoint(state_path(out))[1]["step"] == "3"  # no periodic save
+    monkeypatch.setattr(denoiser_training, "diffusion_loss", real_loss)
+    assert main([*args, "--resume", "yes"]) == 0
+    assert "resuming after step 3 from" in capsys.readouterr().err
+    manifest = json.loads(out.with_suffix(".json").read_text())
+    assert manifest["resumed_after"] == 3 and manifest["steps_done"] == 6 and manifest["interrupted"] is False
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.json", "d.safetensors", "d_samples.png", "photos"]
