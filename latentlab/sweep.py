@@ -16,6 +16,7 @@ import json
 import re
 import statistics
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import torch
@@ -36,7 +37,7 @@ from latentlab.unet import UNet, UNetConfig
 from latentlab.vae import VAE, VAEConfig
 
 SWEEP_DIR = WEIGHTS_DIR / "sweep"
-GEOMETRIES = ("f4c4", "f4c16", "f8c4", "f8c16", "f16c4", "f16c16")  # most values per pixel first
+GEOMETRIES = ("f4c4", "f4c16", "f8c4", "f8c16", "f16c4", "f16c16")  # by factor, then channels
 REBUILD = "`make sweep` rebuilds them in a clone of the repository (recipes/sweep/, about 1.5 hours on two CPU threads)"
 
 
@@ -52,6 +53,11 @@ class Geometry:
     def values_per_pixel(self) -> float:
         """latent values per image pixel: C / f^2 (1/16 for SD's f8c4; a pixel holds 3 values)"""
         return self.channels / self.factor**2
+
+    @property
+    def per_pixel(self) -> str:
+        """values per pixel as a fraction: 1/16, 3/16, 1"""
+        return str(Fraction(self.channels, self.factor**2))
 
     @property
     def compression(self) -> float:
@@ -153,26 +159,37 @@ def load_denoiser(name: str, folder: str | Path | None = None) -> tuple[UNet, di
 
 @torch.no_grad()
 def reconstruction(vae: VAE, size: int = 256, splits: tuple[str, ...] = ("validation", "test"),
-                   patch: int = PATCH) -> dict:
+                   patch: int = PATCH, keep_images: bool = False) -> dict:
     """PSNR (dB) per photo of each split, VAE and bicubic at the latent's number of values, and the ColorChecker
     (patch x patch pixels a patch) error per patch, the largest channel of its mean colour (/255): mean and worst.
-    Validation photos may choose; test photos only report (latentlab.photosets)."""
+    Validation photos may choose; test photos only report (latentlab.photosets). keep_images: the reconstructions
+    too, under "images" ({split: (B, 3, size, size), "chart": (1, 3, 4 patch, 6 patch)})."""
     out: dict = {}
+    images = {}
     for split in splits:
         photos = split_images(split, size)
+        images[split] = vae(photos).clamp(-1, 1)
         keep = latent_values(size, size, vae.factor, vae.config.latent_channels)
-        vae_db, bicubic_db = psnr(vae(photos).clamp(-1, 1), photos), psnr(bicubic_roundtrip(photos, keep), photos)
+        vae_db, bicubic_db = psnr(images[split], photos), psnr(bicubic_roundtrip(photos, keep), photos)
         out[split] = {name: {"vae": round(a, 2), "bicubic": round(b, 2)}
                       for name, a, b in zip(SPLITS[split], vae_db.tolist(), bicubic_db.tolist())}
-    worst = patch_errors(vae(colorchecker(patch)).clamp(-1, 1), patch).abs().amax(1)  # (24,) worst channel per patch
+    images["chart"] = vae(colorchecker(patch)).clamp(-1, 1)
+    worst = patch_errors(images["chart"], patch).abs().amax(1)  # (24,) the worst channel of each patch
     out["chart"] = {"mean": round(worst.mean().item(), 2), "worst": round(worst.max().item(), 2),
                     "worst_patch": COLORCHECKER[int(worst.argmax())][0]}
-    return out
+    return out | ({"images": images} if keep_images else {})
 
 
 def mean_db(result: dict, split: str = "test", who: str = "vae") -> float:
     """the mean PSNR over one split's photos in a reconstruction() result"""
     return statistics.fmean(row[who] for row in result[split].values())
+
+
+def inversions(psnr_db: dict[str, float]) -> list[tuple[str, str]]:
+    """(a, b) pairs of geometries where a keeps fewer values per pixel than b yet reconstructs better: none when
+    quality falls steadily with compression, as in LDM's table"""
+    fewer = {name: parse(name).compression for name in psnr_db}
+    return [(a, b) for a in psnr_db for b in psnr_db if fewer[a] > fewer[b] and psnr_db[a] > psnr_db[b]]
 
 
 @torch.no_grad()

@@ -18,7 +18,6 @@ import datetime
 import json
 import re
 import sys
-from fractions import Fraction
 from pathlib import Path
 
 import torch
@@ -34,11 +33,6 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _pct(value: float | None) -> str:
     return "—" if value is None else f"{100 * value:.0f}%"
-
-
-def _per_pixel(g: sweep.Geometry) -> str:
-    """values per pixel as a fraction: 1/16, 3/16, 1"""
-    return str(Fraction(g.channels, g.factor**2))
 
 
 def blocks(result: dict) -> dict[str, str]:
@@ -64,7 +58,7 @@ def blocks(result: dict) -> dict[str, str]:
     for name, r in rows.items():
         g, rec = sweep.parse(name), r["reconstruction"]
         db = {s: f"{sweep.mean_db(rec, s):.2f} / {sweep.mean_db(rec, s, 'bicubic'):.2f} dB" for s in ("test", "validation")}
-        lines.append(f"| {name} | {g.channels}×{256 // g.factor}×{256 // g.factor} | {_per_pixel(g)} "
+        lines.append(f"| {name} | {g.channels}×{256 // g.factor}×{256 // g.factor} | {g.per_pixel} "
                      f"({g.compression:g}×) | {r['vae_parameters']:,} | {db['test']} | {db['validation']} | "
                      f"{rec['chart']['mean']:.1f} / {rec['chart']['worst']:.1f} |")
     out["vaes"] = "\n".join(lines)
@@ -88,7 +82,7 @@ def blocks(result: dict) -> dict[str, str]:
     beside += [(sweep.parse(n), f"course sweep (test photos, {r['vae_training']['steps_done']:,} steps)",
                 f"{sweep.mean_db(r['reconstruction']):.2f} dB") for n, r in rows.items()]
     for g, who, db in sorted(beside, key=lambda item: (item[0].compression, item[0].factor)):
-        lines.append(f"| {who} | {g.name} | {_per_pixel(g)} ({g.compression:g}×) | {db} |")
+        lines.append(f"| {who} | {g.name} | {g.per_pixel} ({g.compression:g}×) | {db} |")
     out["ldm"] = "\n".join(lines)
     out["findings"] = "\n".join(f"- {line}" for line in findings(rows))
     return out
@@ -98,8 +92,7 @@ def findings(rows: dict) -> list[str]:
     """the sentences the numbers support, computed (never hand-written)"""
     test = {n: sweep.mean_db(r["reconstruction"]) for n, r in rows.items()}
     best = max(test, key=test.get)
-    fewer = {n: sweep.parse(n).compression for n in rows}
-    beaten = [(b, a) for a in rows for b in rows if fewer[a] < fewer[b] and test[b] > test[a]]
+    fewer, beaten = {n: sweep.parse(n).compression for n in rows}, sweep.inversions(test)
     out = [f"Best test-photo PSNR: {best} ({test[best]:.2f} dB); worst: {min(test, key=test.get)} "
            f"({min(test.values()):.2f} dB).",
            "PSNR falls as the values per pixel fall, as in the LDM table." if not beaten else
