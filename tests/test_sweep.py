@@ -42,6 +42,7 @@ def test_geometries_know_their_size_and_refuse_other_names():
     sd = sweep.geometry("f8c4")
     assert (sd.factor, sd.channels, sd.values_per_pixel, sd.latent_shape(64)) == (8, 4, 1 / 16, (4, 8, 8))
     assert sweep.parse("f32c64").compression == 48 and sweep.parse("f4c3").compression == 16  # LDM's too
+    assert [sweep.parse(n).per_pixel for n in ("f4c16", "f4c3", "f16c4")] == ["1", "3/16", "1/64"]
     for wrong in ("f8c8", "f32c32", "F8C4", 8, None):
         with pytest.raises(InputError, match="f4c4, f4c16, f8c4"):
             sweep.geometry(wrong)
@@ -143,6 +144,15 @@ def test_reconstruction_tells_a_perfect_vae_from_a_colour_cast():
     assert 12 < cast["chart"]["mean"] <= cast["chart"]["worst"] < 13.5  # 0.1 of [-1, 1] is 12.75 / 255
     assert sweep.mean_db(cast) == pytest.approx(20 * math.log10(2 / 0.1), abs=0.5)  # a 0.1 offset on a range of 2
     assert sweep.mean_db(cast, "test", "bicubic") == sweep.mean_db(perfect, "test", "bicubic")
+    kept = sweep.reconstruction(_Stand(lambda x: x), size=64, splits=("test",), patch=32, keep_images=True)["images"]
+    assert kept["test"].shape == (2, 3, 64, 64) and kept["chart"].shape == (1, 3, 128, 192)
+
+
+def test_inversions_name_the_pairs_where_fewer_values_reconstruct_better():
+    assert sweep.inversions({"f4c16": 30.0, "f8c4": 25.0, "f16c4": 22.0, "f16c16": 25.0}) == []  # ties are no inversion
+    assert sweep.inversions({"f4c16": 24.0, "f8c4": 25.0, "f16c4": 22.0}) == [("f8c4", "f4c16")]
+    assert sweep.inversions({name: 20.0 + sweep.parse(name).compression for name in sweep.LDM_KL})[:1] == [
+        ("f8c4", "f4c3")]
 
 
 def test_the_ceiling_passes_real_shapes_and_fails_a_decoder_that_loses_them():
@@ -203,3 +213,24 @@ def test_the_tool_writes_every_number_and_fills_only_the_page_tables(weights, tm
     (weights / "vae_f4c4.safetensors").unlink()
     assert tool.main(["--weights-dir", str(weights), "--json", str(out), "--page", str(page)]) == 2
     assert "`make sweep`" in capsys.readouterr().err
+
+
+def test_lesson_10_without_the_sweep_weights_says_make_sweep_once_and_runs_on(tmp_path):
+    """the sweep's sections of lesson 10 (with its imports) on an empty weights folder: no error, one sentence"""
+    nbformat = pytest.importorskip("nbformat")
+    from nbclient import NotebookClient
+
+    lesson = nbformat.read(ROOT / "notebooks" / "10_latent_formats.ipynb", as_version=4)
+    code = [c for c in lesson.cells if c.cell_type == "code"]
+    start = next(i for i, c in enumerate(code) if "sweep.missing()" in c.source)
+    setup = next(c for c in code if "from latentlab import" in c.source)
+    empty = nbformat.v4.new_code_cell(f"sweep.SWEEP_DIR = __import__('pathlib').Path({str(tmp_path)!r})")
+    lesson.cells = [setup, empty, *code[start:]]
+    assert all("if ready:" in c.source for c in code[start + 1:])  # every later sweep cell is guarded
+    NotebookClient(lesson, timeout=300, kernel_name="python3",
+                   resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
+    printed = [o.get("text", "") for c in lesson.cells for o in c.get("outputs", [])]
+    assert not [o for c in lesson.cells for o in c.get("outputs", []) if o["output_type"] == "error"]
+    assert "".join(printed).strip().endswith("`make sweep` rebuilds them in a clone of the repository "
+                                               "(recipes/sweep/, about 1.5 hours on two CPU threads).")
+    assert sum("make sweep" in text for text in printed) == 1
