@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -153,12 +154,25 @@ def course_manifest(name: str = "vae") -> dict:
 
 def training_stages(manifest: dict) -> list[dict]:
     """the runs that made a model, first to last: a manifest whose run started from a checkpoint (`--init`) keeps
-    the earlier run's record under "base", and so on back to the run from random weights"""
+    the earlier run's record under "base", and so on back to the run from random weights.
+
+    Each stage: its `command` as recorded, `name` ("run 1", ...), and `settings`, the command as a reader needs it:
+    `--init` names the run it started from instead of a file on the machine that trained it, `--out` is left out.
+    """
     stages = []
     while manifest:
         stages.append({k: manifest.get(k) for k in ("command", "steps_done", "wall_time_s", "device")})
         manifest = manifest.get("base")
-    return stages[::-1]
+    stages = stages[::-1]
+    for i, stage in enumerate(stages, 1):
+        stage["name"] = f"run {i}"
+        settings = re.sub(r"\s--out\s+\S+", "", stage["command"] or "")
+        if i > 1:  # the first run's --init, if any, names weights from outside the chain: it stays as recorded
+            settings = re.sub(r"--init\s+\S+", f"--init <the weights of run {i - 1}>", settings)
+        stage["settings"] = settings
+        if stage["device"]:  # older records wrote "cpu (1 threads)"
+            stage["device"] = re.sub(r"\b1 threads\b", "1 thread", stage["device"])
+    return stages
 
 
 def _remedy(manifest: dict | None = None) -> str:

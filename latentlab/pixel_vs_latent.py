@@ -2,9 +2,10 @@
 
 The claim of latent diffusion (Rombach et al. 2022, https://arxiv.org/abs/2112.10752, Sec. 3 and Table 6): a
 UNet working on a latent f times smaller per side does about f^2 times less work per step, and the one VAE
-decode at the end costs little next to the steps saved. `compare` measures it on this machine: time per step
-(warm-up, repeats, median and spread), peak memory, FLOPs counted by PyTorch, a whole K-step DDIM loop in
-each space plus the decode. `sweep` repeats it over N; `add_arguments` / `run` are `latentlab bench`.
+decode at the end is small next to the pixel steps saved (with few steps, though, much of the latent pipeline).
+`compare` measures it on this machine: time per step (warm-up, repeats, median and spread), peak memory, FLOPs
+counted by PyTorch, a whole K-step DDIM loop in each space plus the decode. `sweep` repeats it over N;
+`add_arguments` / `run` are `latentlab bench`.
 
 Longer than the course's other modules because it is one measurement end to end, in reading order: the
 results (`SpaceResult` per space, `Comparison`), the measuring, then the table, the plot and the command.

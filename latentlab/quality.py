@@ -12,7 +12,9 @@ leave room for the VAE's own blur: the shapes VAE's reconstructions of real shap
 function that draws the dataset, so the judge is exact and has nothing learned that a generator could fool. The
 recognised fraction and the balance of the four classes measure a generator's precision and its coverage; for a
 class-conditional generator, `recognised_as_asked` and `by_request` are stricter: a square drawn when a circle was
-asked for does not count. Lesson 08 uses it.
+asked for does not count, and `describe_requests` says per class, in words, what came out. `disc_departure` measures
+how far a shape strays from a disc of its area, the detail a generator must draw to make it anything but a circle.
+Lesson 08 uses it.
 """
 
 from __future__ import annotations
@@ -84,6 +86,19 @@ def shape_scores(mask: torch.Tensor) -> torch.Tensor:
             angle = scores[k][1]
             scores[k] = max(scores[k], fit(k, [angle + d * fine for d in (-2, -1, 1, 2)]))
     return torch.tensor([scores[k][0] for k in range(len(SHAPE_CLASSES))])
+
+
+def disc_departure(mask: torch.Tensor) -> float:
+    """(H, W) foreground mask -> how far (pixels) it strays from the disc of its own area at its centroid: the
+    deepest pixel on the wrong side of the disc's edge, outside (a corner, a tip) or inside (a notch); 0 for a disc"""
+    area = int(mask.sum())
+    if area == 0:
+        return 0.0
+    ys, xs = torch.meshgrid(torch.arange(mask.shape[0]) + 0.5, torch.arange(mask.shape[1]) + 0.5, indexing="ij")
+    cy, cx = ys[mask].mean(), xs[mask].mean()
+    edge = ((ys - cy).square() + (xs - cx).square()).sqrt() - math.sqrt(area / math.pi)  # > 0 outside the disc
+    wrong_side = torch.cat([edge[mask & (edge > 0)], -edge[~mask & (edge < 0)], torch.zeros(1)])
+    return float(wrong_side.max())
 
 
 def best_shape(mask: torch.Tensor) -> tuple[int, float]:
@@ -184,6 +199,39 @@ def recognised_as_asked(judgement: Judgement, requested: torch.Tensor) -> float:
     """fraction of the samples recognised as the very class they were asked for (stricter than `recognised`)"""
     requested = _requested(judgement, requested)
     return int((judgement.labels == requested).sum()) / len(requested) if len(requested) else 0.0
+
+
+def _plural(name: str) -> str:
+    return name + ("es" if name.endswith("s") else "s")
+
+
+def drawn_as_asked(table: dict[str, dict[str, int]]) -> list[str]:
+    """by_request's table -> the classes that came out as asked in more than half of their requests"""
+    return [name for name, row in table.items() if 2 * row["as_asked"] > row["asked"]]
+
+
+def describe_requests(table: dict[str, dict[str, int]], class_counts: dict[str, int]) -> list[str]:
+    """by_request's table and the recognised class counts -> one plain sentence per class asked for.
+
+    A class recognised more often than it was asked for and drawn as asked took the other requests' shapes; when
+    only one class did, every "other shape" was that class, and the sentence names it.
+    """
+    unasked = {name: class_counts.get(name, 0) - row["as_asked"] for name, row in table.items()}
+    sentences = []
+    for name, row in table.items():
+        n, hit, other, none = row["asked"], row["as_asked"], row["other_shape"], row["not_recognised"]
+        if n == 0:
+            continue
+        verdict = "drawn" if name in drawn_as_asked({name: row}) else "not drawn"
+        parts = [f"{_plural(name)}: {verdict}, {hit} of {n} as asked"]
+        if other:
+            takers = [k for k, v in unasked.items() if k != name and v > 0]
+            what = (("a " + takers[0]) if other == 1 else _plural(takers[0])) if len(takers) == 1 else "another shape"
+            parts.append(f"{other} judged {what}")
+        if none:
+            parts.append(f"{none} matched no shape")
+        sentences.append(", ".join(parts[:1]) + ("; " + ", ".join(parts[1:]) if parts[1:] else ""))
+    return sentences
 
 
 def by_request(judgement: Judgement, requested: torch.Tensor) -> dict[str, dict[str, int]]:

@@ -5,7 +5,8 @@ site`) has none. Each function here decodes what its app would show at a handful
 `Stills`. Shown in JupyterLab with `live=app`, the output is the live app itself; a page rendered without a kernel
 shows the frames instead, one HTML range input per slider and a few lines of JavaScript (no server), and where no
 script runs, a filmstrip of every frame. Lesson 04 (channel sliders, interpolation), lesson 05 (the noise slider),
-lesson 09 (the channel sliders on SD's latents).
+lesson 08 (a sample forming, from the sampling preview's recorded steps), lesson 09 (the channel sliders on SD's
+latents).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from PIL import Image, ImageDraw
 from latentlab import mode, widgets
 from latentlab.errors import InputError
 from latentlab.images import check_image
-from latentlab.latents import scale
+from latentlab.latents import scale, unscale
 
 JPEG_QUALITY = 85  # frames are photos: JPEG keeps a page of them in hundreds of kB where PNG takes MB
 
@@ -101,16 +102,18 @@ class Stills:
         )
 
     def filmstrip(self, thumb: int = 80) -> np.ndarray:
-        """every frame at thumbnail size, one row per track, its name on the left -> uint8 (H, W, 3)"""
+        """every frame at thumbnail height (its shape kept), one row per track, its name on the left -> uint8 (H, W, 3)"""
         label_w, gap, columns = 110, 4, max(len(t.values) for t in self.tracks)
-        sheet = Image.new("RGB", (label_w + columns * (thumb + gap), len(self.tracks) * (thumb + 16 + gap)), "white")
+        wide = max(round(f.shape[1] * thumb / f.shape[0]) for t in self.tracks for f in t.frames)  # a frame's width
+        sheet = Image.new("RGB", (label_w + columns * (wide + gap), len(self.tracks) * (thumb + 16 + gap)), "white")
         draw = ImageDraw.Draw(sheet)
         for row, track in enumerate(self.tracks):
             top = row * (thumb + 16 + gap)
             draw.text((4, top + thumb // 2), track.name, fill="black")
             for col, (value, frame) in enumerate(zip(track.values, track.frames)):
-                left = label_w + col * (thumb + gap)
-                sheet.paste(Image.fromarray(frame).resize((thumb, thumb), Image.Resampling.LANCZOS), (left, top))
+                left = label_w + col * (wide + gap)
+                size = (round(frame.shape[1] * thumb / frame.shape[0]), thumb)
+                sheet.paste(Image.fromarray(frame).resize(size, Image.Resampling.LANCZOS), (left, top))
                 draw.text((left + 2, top + thumb + 2), f"{value:g}", fill="black")
         return np.asarray(sheet)
 
@@ -167,6 +170,24 @@ def interpolation_slider(vae, z0: torch.Tensor, z1: torch.Tensor, live=None, pos
                   "interpolation", live, width)
 
 
+def _labelled(panels: list[np.ndarray], labels: list[str], gap: int = 8, band: int = 14) -> np.ndarray:
+    """pictures side by side, `gap` white pixels apart, each with its label in a white band above -> uint8 (H, W, 3)"""
+    height = max(p.shape[0] for p in panels)
+    width = sum(p.shape[1] for p in panels) + gap * (len(panels) - 1)
+    sheet = Image.new("RGB", (width, band + height), "white")
+    draw, left = ImageDraw.Draw(sheet), 0
+    for panel, label in zip(panels, labels):
+        sheet.paste(Image.fromarray(panel), (left, band))
+        draw.text((left + 2, 1), label, fill="black")
+        left += panel.shape[1] + gap
+    return np.asarray(sheet)
+
+
+def _round_steps(steps: int, n: int) -> np.ndarray:
+    """n timesteps from 0 to steps - 1 at round values (0, 125, 250, ..., 999 for 1000 steps and 9 positions)"""
+    return np.minimum(np.linspace(0, steps, n).round().astype(int), steps - 1)
+
+
 def noise_slider(vae, image: torch.Tensor, alphas_cumprod: torch.Tensor, seed: int = 0, live=None,
                  positions: int | None = None, width: int = 256) -> Stills:
     """`widgets.noise_slider` as stills: x_t beside D(z_t) at a few timesteps, from the app's own seeded noise"""
@@ -177,14 +198,35 @@ def noise_slider(vae, image: torch.Tensor, alphas_cumprod: torch.Tensor, seed: i
     pixel_noise = torch.randn(image[:1].shape, generator=g)
     latent_noise = torch.randn(z0.shape, generator=g).to(z0)
     steps = len(alphas_cumprod)
-    ts = np.linspace(0, steps - 1, _positions(positions) * 2 - 1).round().astype(int)
+    ts = _round_steps(steps, _positions(positions) * 2 - 1)
     frames, captions = [], []
     for t in map(int, ts):
         x_img, z_img = widgets.render_noising(vae, image[:1], z0, t, alphas_cumprod, pixel_noise, latent_noise)
-        gap = np.full((x_img.shape[0], 8, 3), 255, dtype=np.uint8)
-        frames.append(np.concatenate([x_img, gap, z_img], axis=1))  # pixel space | latent space, decoded
+        frames.append(_labelled([x_img, z_img], ["pixels", "latent"]))  # pixel space | latent space, decoded
         a = float(alphas_cumprod[t])
         captions.append(f"t = {t}: alpha_bar = {a:.4f}, SNR = {a / max(1 - a, 1e-12):.3g} "
                         "(left: noised in pixel space, x_t; right: noised in latent space, decoded, D(z_t))")
     return Stills([Track("t", [int(t) for t in ts], frames, captions, 0)], "forward diffusion", live, 2 * width + 8)
 
+
+
+def sampling_preview(app, live=None, positions: int | None = None) -> Stills:
+    """`previews.SamplingPreview` after `run()` as stills: its recorded steps three ways, the full decode at the end"""
+    from latentlab.previews import render_frame  # here: previews imports the widgets this module needs first
+
+    if not getattr(app, "frames", None):
+        raise InputError("the sampling preview has no steps yet; call app.run() before making its stills.")
+    n = min(len(app.frames), _positions(positions) * 3)
+    picks = sorted({int(i) for i in np.linspace(0, len(app.frames) - 1, n).round()})
+    final = widgets.decode_image(app.vae, unscale(app.frames[-1].noisy, app.vae.scaling_factor))
+    grow = max(1, 128 // final.shape[1])  # small samples are enlarged (nearest) so the labels fit above them
+    frames, captions = [], []
+    for i in picks:
+        noisy, predicted = render_frame(app.frames[i], app.linear, app.tiny, app.vae.scaling_factor)
+        end = final if i == len(app.frames) - 1 else np.full_like(final, 255)  # the live app's empty panel
+        panels = [np.asarray(Image.fromarray(p).resize((p.shape[1] * grow, p.shape[0] * grow), Image.Resampling.NEAREST))
+                  for p in (noisy, predicted, end)]
+        frames.append(_labelled(panels, ["z_t, linear map", "predicted z_0, tiny", "full decode"]))
+        captions.append(f"step {i + 1} of {len(app.frames)}: t = {app.frames[i].t}")
+    track = Track("step", [i + 1 for i in picks], frames, captions, len(picks) - 1)
+    return Stills([track], "a sample forming", live, frames[0].shape[1])

@@ -221,6 +221,20 @@ def test_training_stages_read_the_chain_of_runs_first_to_last():
     assert [s["command"] for s in training_stages(course_manifest("vae"))][-1] == course_manifest("vae")["command"]
 
 
+def test_training_stages_name_the_chain_by_runs_not_by_the_training_machines_files():
+    manifest = {"command": "latentlab train vae --steps 3 --init /tmp/x/R2.safetensors --out latentlab/weights/vae.safetensors",
+                "device": "cpu (1 threads)",
+                "base": {"command": "latentlab train vae --steps 2 --out /tmp/x/R2.safetensors", "device": "cpu (2 threads)"}}
+    first, second = training_stages(manifest)
+    assert [first["name"], second["name"]] == ["run 1", "run 2"]
+    assert first["settings"] == "latentlab train vae --steps 2"
+    assert second["settings"] == "latentlab train vae --steps 3 --init <the weights of run 1>"
+    assert second["command"] == manifest["command"]  # the record itself is kept as it was
+    assert (first["device"], second["device"]) == ("cpu (2 threads)", "cpu (1 thread)")
+    for stage in training_stages(course_manifest("vae")):
+        assert "/tmp" not in stage["settings"] and "/work" not in stage["settings"] and "1 threads" not in stage["device"]
+
+
 def test_every_shipped_manifest_follows_the_one_schema():
     names = checkpoints.shipped()
     assert {"vae", "denoiser_vae", "denoiser", "denoiser_pixel"} <= set(names)

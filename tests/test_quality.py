@@ -153,3 +153,41 @@ def test_real_shapes_asked_for_by_their_own_labels_are_all_as_asked():
     assert sum(row["asked"] for row in quality.by_request(verdict, labels).values()) == 24
     with pytest.raises(InputError, match="the class asked for of each judged sample"):
         quality.recognised_as_asked(verdict, labels[:5])
+
+
+def test_describe_requests_names_the_shape_a_failed_class_came_out_as():
+    table = {"circle": {"asked": 16, "as_asked": 16, "other_shape": 0, "not_recognised": 0},
+             "square": {"asked": 16, "as_asked": 0, "other_shape": 13, "not_recognised": 3},
+             "triangle": {"asked": 16, "as_asked": 1, "other_shape": 1, "not_recognised": 14},
+             "cross": {"asked": 16, "as_asked": 8, "other_shape": 0, "not_recognised": 8}}
+    counts = {"circle": 30, "square": 0, "triangle": 1, "cross": 8}  # 14 circles were asked for as something else
+    assert quality.drawn_as_asked(table) == ["circle"]  # half of the crosses is not "more than half"
+    assert quality.describe_requests(table, counts) == [
+        "circles: drawn, 16 of 16 as asked",
+        "squares: not drawn, 0 of 16 as asked; 13 judged circles, 3 matched no shape",
+        "triangles: not drawn, 1 of 16 as asked; 1 judged a circle, 14 matched no shape",
+        "crosses: not drawn, 8 of 16 as asked; 8 matched no shape",
+    ]
+    # two classes took other requests' shapes: which one a square became is not known from the counts
+    counts_two = {"circle": 29, "square": 0, "triangle": 2, "cross": 8}
+    assert "13 judged another shape" in quality.describe_requests(table, counts_two)[1]
+
+
+def test_describe_requests_agrees_with_the_judges_own_labels():
+    shapes, labels = data.shapes_batch(24, size=64, seed=8)
+    verdict = quality.judge(shapes)
+    asked = labels.clone()
+    asked[labels == 0] = 1  # every circle was "asked for" as a square
+    sentences = quality.describe_requests(quality.by_request(verdict, asked), verdict.class_counts)
+    n_circles, n_squares = int((labels == 0).sum()), int((labels == 1).sum())
+    assert sentences[0] == f"squares: drawn, {n_squares} of {n_circles + n_squares} as asked; {n_circles} judged circles"
+    assert len(sentences) == 3  # no circle was asked for: no sentence for circles
+
+
+def test_disc_departure_is_zero_for_a_disc_and_the_corner_for_a_square():
+    assert quality.disc_departure(data._shape_mask(0, 64, 32, 32, 16, 0)) < 0.5
+    side = 2 * 0.8 * 16  # the square of radius 16
+    corner = side / math.sqrt(2) - side / math.sqrt(math.pi)  # half-diagonal minus the equal-area disc's radius
+    assert abs(quality.disc_departure(data._shape_mask(1, 64, 32, 32, 16, 0)) - corner) < 1
+    assert quality.disc_departure(data._shape_mask(3, 64, 32, 32, 16, 0)) > corner  # a cross strays further
+    assert quality.disc_departure(torch.zeros(8, 8, dtype=torch.bool)) == 0.0

@@ -97,7 +97,8 @@ def test_lesson_pages_are_light_and_carry_the_colab_and_binder_buttons(site):
         assert f'href="https://mybinder.org/v2/gh/{repo}/' in text, f"{lesson}: no Binder button"
         assert "widget-state+json" not in text, f"{lesson}: the unused widget state was published"
         assert "Traceback (most recent call last)" not in text, f"{lesson}: a cell printed a traceback"
-    for lesson, sliders in [("04_latent_channels", 2), ("05_forward_diffusion", 1), ("09_stable_diffusion_latents", 1)]:
+    for lesson, sliders in [("04_latent_channels", 2), ("05_forward_diffusion", 1), ("08_latent_diffusion", 1),
+                            ("09_stable_diffusion_latents", 1)]:
         text = (site / "notebooks" / f"{lesson}.html").read_text()
         assert text.count('class="latentlab-still"') == sliders, f"{lesson} should show {sliders} still slider(s)"
 
@@ -214,7 +215,7 @@ def test_every_lesson_page_reads_in_chromium(chromium, site, served, tmp_path):
 
             # the still sliders move without a kernel: each changes its picture
             for lesson, index, track in [("04_latent_channels", 0, 2), ("04_latent_channels", 1, 0),
-                                         ("05_forward_diffusion", 0, 0)]:
+                                         ("05_forward_diffusion", 0, 0), ("08_latent_diffusion", 0, 0)]:
                 here["lesson"] = lesson
                 page.goto(f"{served}/notebooks/{lesson}.html", wait_until="load")
                 still = page.locator(".latentlab-still").nth(index)

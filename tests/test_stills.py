@@ -101,15 +101,17 @@ def test_noise_stills_follow_the_live_apps_noise_path(vae):
     abar = diffusion.alphas_cumprod(diffusion.make_betas())
     s = stills.noise_slider(vae, image, abar, seed=3, positions=3)
     (track,) = s.tracks
-    assert track.values == [0, 250, 500, 749, 999]
+    assert track.values == [0, 250, 500, 750, 999]  # round timesteps, the last one the schedule's end
     app = widgets.noise_slider(vae, image, abar, seed=3)
     t = next(c for c in app.children[0].children if "latentlab-noise-t" in c._dom_classes)
     t.value = 500
     pixels = next(w for w in _leaves(app) if "latentlab-noised-pixels" in getattr(w, "_dom_classes", ()))
     live = np.asarray(Image.open(io.BytesIO(pixels.value)).convert("RGB"))
     frame = track.frames[2]
-    assert np.array_equal(frame[:, :64], live), "the stills drew other noise than the live app at the same t"
-    assert frame.shape == (64, 64 + 8 + 64, 3)
+    band = frame.shape[0] - 64  # the labels "pixels" and "latent" sit in a white band above the two pictures
+    assert np.array_equal(frame[band:, :64], live), "the stills drew other noise than the live app at the same t"
+    assert frame.shape == (band + 64, 64 + 8 + 64, 3) and band > 0
+    assert (frame[:band, :64] < 128).any() and (frame[:band, 72:] < 128).any(), "each picture needs its label"
     other_seed = stills.noise_slider(vae, image, abar, seed=4, positions=3).tracks[0].frames[2]
     assert not np.array_equal(other_seed, frame)
 
@@ -118,6 +120,38 @@ def _leaves(widget):
     yield widget
     for child in getattr(widget, "children", ()):
         yield from _leaves(child)
+
+
+def test_sampling_stills_show_the_recorded_steps_and_the_full_decode_only_at_the_end():
+    from diffusers import DDIMScheduler
+
+    from latentlab.previews import LinearPreview, SamplingPreview, render_frame
+    from latentlab.tiny_decoder import TinyDecoder
+    from latentlab.vae import VAE, VAEConfig
+
+    class Halving(torch.nn.Module):
+        def forward(self, x, t):
+            return 0.5 * x
+
+    torch.manual_seed(0)
+    vae = VAE(VAEConfig(block_out_channels=(8, 8, 8, 8), norm_num_groups=4)).eval()
+    scheduler = DDIMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", clip_sample=False)
+    app = SamplingPreview(Halving(), scheduler, 6, (1, 4, 4, 4), vae, TinyDecoder().eval(),
+                          LinearPreview(torch.randn(4, 3), torch.zeros(3)))
+    with pytest.raises(InputError, match="call app.run"):
+        stills.sampling_preview(app)
+    app.run(seed=2)
+    (track,) = stills.sampling_preview(app, positions=2).tracks
+    assert track.values == [1, 2, 3, 4, 5, 6] and track.rest == 5  # every step (6 <= 3 x 2), resting at the end
+    grow = 128 // 32  # 32-pixel samples are enlarged 4x for the labels
+    band = track.frames[0].shape[0] - 32 * grow
+    noisy, predicted = render_frame(app.frames[2], app.linear, app.tiny, vae.scaling_factor)
+    third = track.frames[2][band:]
+    assert np.array_equal(third[::grow, : 32 * grow : grow], noisy)  # z_t through the linear map, as the app shows
+    assert np.array_equal(third[::grow, 32 * grow + 8 : 64 * grow + 8 : grow], predicted)
+    final = np.asarray(Image.open(io.BytesIO(app.final.value)).convert("RGB"))
+    assert np.array_equal(track.frames[-1][band:, -32 * grow :: grow][::grow], final)  # the full decode, at the end
+    assert (third[:, -32 * grow :] == 255).all()  # and not before it
 
 
 def test_bad_input_is_one_sentence(vae, latent):
