@@ -63,6 +63,8 @@ class TinyDecoderTraining:
         (0.24, 0.4), "crop region side as a fraction of the photo's shorter side: lo,hi", FRACTIONS)
     augment: float = setting(0.3, "fraction of the crops colour-augmented (as the VAE's colour mix)", FRACTION)
     dead_leaves: float = setting(0.3, "fraction of dead-leaves pictures in random colours", FRACTION)
+    flat_patches: float = setting(  # synthetic.ColourPatches: the student must draw flat colours as the teacher does
+        0.0, "fraction of pictures of flat patches in random colours", FRACTION)
     lr: float = setting(2e-3, "peak AdamW learning rate (warm-up, then cosine)", above(0))
     block_out_channels: tuple[int, ...] = setting(  # 3 widths: factor 8 (the last doubling is a pixel shuffle)
         (64, 32, 16), "widths at 1x, 2x and 4x the latent side", WIDTHS, kind="model")
@@ -79,9 +81,10 @@ class TinyDecoderTraining:
 
     def __post_init__(self):
         validate(self)
-        if self.augment + self.dead_leaves > 1:
-            raise InputError(f"augment + dead_leaves is {self.augment + self.dead_leaves:g}, more than 1 (the rest are "
-                             "plain photo crops); e.g. --augment 0.3 --dead-leaves 0.3.")
+        if self.augment + self.dead_leaves + self.flat_patches > 1:
+            raise InputError(f"augment + dead_leaves + flat_patches is "
+                             f"{self.augment + self.dead_leaves + self.flat_patches:g}, more than 1 (the rest are "
+                             "plain photo crops); e.g. --augment 0.3 --dead-leaves 0.3 --flat-patches 0.1.")
         if self.crop % 8:
             raise InputError(f"crop {self.crop} must be a multiple of 8 (the VAE factor), e.g. 64.")
         if self.teacher_crop is not None and (self.teacher_crop % 8 or self.teacher_crop < self.crop):
@@ -92,6 +95,11 @@ class TinyDecoderTraining:
 
     def outputs(self) -> list[Path]:
         return [Path(self.out)]
+
+
+def photo_share(settings: TinyDecoderTraining) -> float:
+    """the fraction of plain photo crops in the pool: what the other sources leave"""
+    return 1 - settings.augment - settings.dead_leaves - settings.flat_patches
 
 
 @torch.no_grad()
@@ -155,8 +163,8 @@ def distill(settings: TinyDecoderTraining, teacher: nn.Module, device: torch.dev
                                             layers_per_block=settings.layers_per_block))
     if images is None:
         mix = colour_mix(settings.teacher_crop or settings.crop, settings.pool, settings.seed,
-                         photos=1 - settings.augment - settings.dead_leaves, augmented=settings.augment,
-                         leaves=settings.dead_leaves, scale=settings.crop_scale)
+                         photos=photo_share(settings), augmented=settings.augment, leaves=settings.dead_leaves,
+                         patches=settings.flat_patches, scale=settings.crop_scale)
         images = torch.stack([mix[i] for i in range(settings.pool)])  # (pool, 3, teacher_crop, teacher_crop)
     images = images[: settings.pool].to(device)
     latents, taught = teach(teacher, images)
@@ -222,7 +230,7 @@ def run(settings: TinyDecoderTraining, recipe: dict | None = None) -> int:
             wall = time.perf_counter() - start
             last = history[-1] if history else {"step": 0}
             interrupted = bool(last.get("interrupted"))
-            photos = 1 - settings.augment - settings.dead_leaves
+            photos = photo_share(settings)
             side = settings.teacher_crop or settings.crop
             manifest = {
                 "name": out.stem,
@@ -231,8 +239,9 @@ def run(settings: TinyDecoderTraining, recipe: dict | None = None) -> int:
                 "git_commit": commit,
                 "seed": settings.seed,
                 "data": (f"latentlab.sources.colour_mix(photos={photos:g}, augmented={settings.augment:g}, "
-                         f"leaves={settings.dead_leaves:g}): a pool of {settings.pool} pictures of {side}x{side} "
-                         f"of the training photos, encoded and decoded once by the teacher, each whole; the student "
+                         f"leaves={settings.dead_leaves:g}, patches={settings.flat_patches:g}): a pool of "
+                         f"{settings.pool} pictures of {side}x{side} of the training photos, encoded and decoded once "
+                         f"by the teacher, each whole; the student "
                          f"learns from random {settings.crop}x{settings.crop} windows of them; the validation and "
                          "test photos are never trained on"),
                 "steps": settings.steps,

@@ -118,6 +118,8 @@ def test_a_teacher_that_is_not_a_vae_is_refused_in_one_line(tmp_path, capsys):
 @pytest.mark.parametrize("args,words", [(["--target", "pixels"], "--target must be one of teacher, image, both"),
                                         (["--pool", "1", "--batch-size", "4"], "pool 1 must hold at least one batch"),
                                         (["--crop", "20"], "crop 20 must be a multiple of 8"),
+                                        (["--augment", "0.3", "--dead-leaves", "0.5", "--flat-patches", "0.3"],
+                                         "augment + dead_leaves + flat_patches is 1.1, more than 1"),
                                         (["--teacher-crop", "64"], "teacher_crop 64 must be a multiple of 8 and at "
                                                                    "least crop (128)")])
 def test_bad_settings_are_refused_in_one_line(args, words, tmp_path, capsys):
