@@ -41,7 +41,8 @@ Target = Literal["teacher", "image", "both"]
 class TinyDecoderTraining:
     """One run of `latentlab train tiny-decoder`; each field is a flag (batch_size: --batch-size).
 
-    The defaults are those of recipes/tiny_decoder.toml, but for the thread count.
+    The defaults are those of recipes/tiny_decoder.toml but for the thread count and the teacher's picture size
+    (the recipe: pool 512 pictures of 256 decoded whole, crop_scale 0.48-0.8); the lessons' runs use the defaults.
     """
 
     job: ClassVar[str] = "tiny-decoder"
