@@ -19,7 +19,7 @@ from latentlab.augment import ColourAugmented, ColourJitter
 from latentlab.data import PhotoCrops, RandomCrops, random_crop
 from latentlab.errors import InputError
 from latentlab.images import load_image, resize
-from latentlab.synthetic import DeadLeaves
+from latentlab.synthetic import ColourPatches, DeadLeaves
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -150,11 +150,14 @@ def colour_mix(
     photos: float = 0.4,  # weight of plain photo crops
     augmented: float = 0.3,  # weight of colour-augmented photo crops
     leaves: float = 0.3,  # weight of dead-leaves pictures
+    patches: float = 0.0,  # weight of flat colour patches (synthetic.ColourPatches); 0: the mix of issue 12 exactly
     scale: tuple[float, float] = (0.25, 1.0),  # crop side as a fraction of a photo's shorter side
     data: str | Path | None = None,  # a folder of your own images instead of the bundled training photos
     jitter: ColourJitter | None = None,
 ) -> Mixture:
-    """the colour-complete training mix: photos + colour-augmented photos + dead leaves, with these weights"""
+    """the colour-complete training mix: photos + colour-augmented photos + dead leaves (+ flat colour patches)"""
     crops = FolderCrops(data, size, length, seed, scale) if data is not None else PhotoCrops(size, "train", length, seed, scale)
-    sources = {"photos": crops, "augmented": ColourAugmented(crops, jitter, seed), "leaves": DeadLeaves(size, length, seed)}
-    return Mixture(sources, {"photos": photos, "augmented": augmented, "leaves": leaves}, length, seed)
+    sources = {"photos": crops, "augmented": ColourAugmented(crops, jitter, seed), "leaves": DeadLeaves(size, length, seed),
+               "patches": ColourPatches(size, length, seed)}
+    weights = {"photos": photos, "augmented": augmented, "leaves": leaves, "patches": patches}
+    return Mixture(sources, weights, length, seed)

@@ -8,8 +8,10 @@ without a single photograph. Here each picture gets a colour drawn uniformly fro
 colours scattered around it (so one picture holds related colours, as a photo does, and the set covers the
 cube), each leaf a texture (flat, a smooth gradient, stripes or noise), and the picture a slight blur. The default
 sizes and blur make them about as hard to compress as the training crops (bicubic at 48x fewer values: MSE 0.043
-against 0.031 on photo crops; smaller leaves and no blur gave 0.084), so they teach colour, not only edges. Images are
-(3, size, size) in [-1, 1], the same for the same (seed, index) on every machine.
+against 0.031 on photo crops; smaller leaves and no blur gave 0.084), so they teach colour, not only edges.
+`ColourPatches` is the plainest case beside them: a random grid of flat, sharp-edged patches, each a colour drawn
+uniformly from the cube (the tiny decoder's distillation, issue 17: a preview must draw flat colours right). Images
+are (3, size, size) in [-1, 1], the same for the same (seed, index) on every machine.
 """
 
 from __future__ import annotations
@@ -183,3 +185,33 @@ class DeadLeaves(Dataset):
 
     def __getitem__(self, index: int) -> torch.Tensor:
         return dead_leaves(index, self.size, self.seed, self.config)
+
+
+def colour_patches(index: int, size: int = 64, seed: int = 0, most: int = 6) -> torch.Tensor:
+    """a grid of 1..most x 1..most flat patches cut at random places, each an sRGB colour uniform in the cube ->
+    (3, size, size) in [-1, 1], deterministic in (seed, index)"""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + index + 7_919)  # not dead_leaves' stream for the same index
+    rows, columns = (int(torch.randint(1, most + 1, (1,), generator=g)) for _ in range(2))
+    colours = torch.rand(rows, columns, 3, generator=g)
+
+    def band(n: int) -> torch.Tensor:  # each pixel's patch along one axis: n bands split at random places
+        cuts = torch.sort(torch.randint(1, size, (n - 1,), generator=g)).values
+        return torch.bucketize(torch.arange(size), cuts, right=True)
+
+    row, column = band(rows), band(columns)
+    return (colours[row[:, None], column[None, :]].permute(2, 0, 1) * 2 - 1).contiguous()
+
+
+class ColourPatches(Dataset):
+    """flat colour patches in a random grid, as `colour_patches`: item i is (3, size, size) in [-1, 1]"""
+
+    def __init__(self, size: int = 64, length: int = 10_000, seed: int = 0):
+        if size < 8 or size % 8:
+            raise InputError(f"picture size {size} must be a positive multiple of 8 (the VAE's factor), e.g. 64.")
+        self.size, self.length, self.seed = size, length, seed
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return colour_patches(index, self.size, self.seed)

@@ -41,7 +41,8 @@ Target = Literal["teacher", "image", "both"]
 class TinyDecoderTraining:
     """One run of `latentlab train tiny-decoder`; each field is a flag (batch_size: --batch-size).
 
-    The defaults are those of recipes/tiny_decoder.toml, but for the thread count.
+    The defaults are those of recipes/tiny_decoder.toml but for the thread count and the teacher's picture size
+    (the recipe: pool 512 pictures of 256 decoded whole, crop_scale 0.48-0.8); the lessons' runs use the defaults.
     """
 
     job: ClassVar[str] = "tiny-decoder"
@@ -56,10 +57,15 @@ class TinyDecoderTraining:
                         smoke=4)
     crop: int = setting(  # the teacher's GroupNorm sees the whole latent: large crops decode as whole pictures do
         128, "side of the training crops, a multiple of 8", at_least(8), smoke=16)
+    teacher_crop: int | None = setting(  # the teacher's decode of a patch changes with the picture around it
+        None, "side of the pictures the teacher decodes whole, a multiple of 8; the student learns from random crop x "
+        "crop windows of them (default: crop, the whole picture)", at_least(8), smoke=16)
     crop_scale: tuple[float, float] = setting(  # 120-200 px regions of the 512 px photos: the lesson photos' density
         (0.24, 0.4), "crop region side as a fraction of the photo's shorter side: lo,hi", FRACTIONS)
     augment: float = setting(0.3, "fraction of the crops colour-augmented (as the VAE's colour mix)", FRACTION)
     dead_leaves: float = setting(0.3, "fraction of dead-leaves pictures in random colours", FRACTION)
+    flat_patches: float = setting(  # synthetic.ColourPatches: the student must draw flat colours as the teacher does
+        0.0, "fraction of pictures of flat patches in random colours", FRACTION)
     lr: float = setting(2e-3, "peak AdamW learning rate (warm-up, then cosine)", above(0))
     block_out_channels: tuple[int, ...] = setting(  # 3 widths: factor 8 (the last doubling is a pixel shuffle)
         (64, 32, 16), "widths at 1x, 2x and 4x the latent side", WIDTHS, kind="model")
@@ -76,16 +82,25 @@ class TinyDecoderTraining:
 
     def __post_init__(self):
         validate(self)
-        if self.augment + self.dead_leaves > 1:
-            raise InputError(f"augment + dead_leaves is {self.augment + self.dead_leaves:g}, more than 1 (the rest are "
-                             "plain photo crops); e.g. --augment 0.3 --dead-leaves 0.3.")
+        if self.augment + self.dead_leaves + self.flat_patches > 1:
+            raise InputError(f"augment + dead_leaves + flat_patches is "
+                             f"{self.augment + self.dead_leaves + self.flat_patches:g}, more than 1 (the rest are "
+                             "plain photo crops); e.g. --augment 0.3 --dead-leaves 0.3 --flat-patches 0.1.")
         if self.crop % 8:
             raise InputError(f"crop {self.crop} must be a multiple of 8 (the VAE factor), e.g. 64.")
+        if self.teacher_crop is not None and (self.teacher_crop % 8 or self.teacher_crop < self.crop):
+            raise InputError(f"teacher_crop {self.teacher_crop} must be a multiple of 8 and at least crop "
+                             f"({self.crop}), e.g. {2 * self.crop}.")
         if self.pool < self.batch_size:
             raise InputError(f"pool {self.pool} must hold at least one batch ({self.batch_size}).")
 
     def outputs(self) -> list[Path]:
         return [Path(self.out)]
+
+
+def photo_share(settings: TinyDecoderTraining) -> float:
+    """the fraction of plain photo crops in the pool: what the other sources leave"""
+    return 1 - settings.augment - settings.dead_leaves - settings.flat_patches
 
 
 @torch.no_grad()
@@ -108,6 +123,21 @@ def distill_loss(student: nn.Module, latents: torch.Tensor, teacher_out: torch.T
     return {"loss": loss, "teacher": to_teacher.detach(), "image": to_image.detach()}
 
 
+def windows(index: torch.Tensor, size: tuple[int, int], window: int,
+            generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """pool indices, the pictures' latent (h, w) -> (index, rows, columns): a random window x window cell window of
+    each (no draw when the window is the whole picture, so such runs repeat those made before windows existed)"""
+    rows, columns = (torch.randint(0, n - window + 1, (len(index),), generator=generator) if n > window
+                     else torch.zeros(len(index), dtype=torch.long) for n in size)
+    return index, rows, columns
+
+
+def cut(x: torch.Tensor, rows: torch.Tensor, columns: torch.Tensor, window: int, scale: int) -> torch.Tensor:
+    """(B, C, H, W), window corners in latent cells -> (B, C, window * scale, window * scale)"""
+    return torch.stack([x[i, :, r * scale:(r + window) * scale, c * scale:(c + window) * scale]
+                        for i, (r, c) in enumerate(zip(rows.tolist(), columns.tolist()))])
+
+
 def scores(student: nn.Module, latents: torch.Tensor, teacher_out: torch.Tensor, images: torch.Tensor) -> dict:
     """mean PSNR (dB) of the student's clamped decodes against the teacher's and against the images"""
     out = student(latents).clamp(-1, 1)
@@ -123,8 +153,9 @@ def distill(settings: TinyDecoderTraining, teacher: nn.Module, device: torch.dev
             metadata=None, images: torch.Tensor | None = None) -> tuple[TinyDecoder, list[dict]]:
     """Train a tiny decoder to imitate `teacher`'s decoder on the settings' pool of crops -> (student, history).
 
-    The pool (the settings' colour mix, or `images` (N, 3, H, W) when given, e.g. lesson 08's shapes) is encoded
-    and decoded by the teacher once; each step draws a batch from it. Every `eval_every` steps
+    The pool (the settings' colour mix of teacher_crop-sided pictures, or `images` (N, 3, H, W) when given, e.g.
+    lesson 08's shapes) is encoded and decoded by the teacher once, each picture whole; each step draws a batch of
+    crop x crop windows from it. Every `eval_every` steps
     the student is scored on the validation photos (PSNR against the teacher's decode and against the photo) and
     on the ColorChecker. Ctrl-C stops early; the checkpoint is still written whole.
     """
@@ -132,11 +163,16 @@ def distill(settings: TinyDecoderTraining, teacher: nn.Module, device: torch.dev
     student = TinyDecoder(TinyDecoderConfig(block_out_channels=settings.block_out_channels,
                                             layers_per_block=settings.layers_per_block))
     if images is None:
-        mix = colour_mix(settings.crop, settings.pool, settings.seed, photos=1 - settings.augment - settings.dead_leaves,
-                         augmented=settings.augment, leaves=settings.dead_leaves, scale=settings.crop_scale)
-        images = torch.stack([mix[i] for i in range(settings.pool)])  # (pool, 3, crop, crop)
+        mix = colour_mix(settings.teacher_crop or settings.crop, settings.pool, settings.seed,
+                         photos=photo_share(settings), augmented=settings.augment, leaves=settings.dead_leaves,
+                         patches=settings.flat_patches, scale=settings.crop_scale)
+        images = torch.stack([mix[i] for i in range(settings.pool)])  # (pool, 3, teacher_crop, teacher_crop)
     images = images[: settings.pool].to(device)
     latents, taught = teach(teacher, images)
+    window = settings.crop // 8  # in latent cells
+    if min(latents.shape[-2:]) < window:
+        raise InputError(f"the pictures ({images.shape[-2]}x{images.shape[-1]}) are smaller than crop "
+                         f"{settings.crop}; give a smaller crop.")
     validation = split_images("validation", settings.eval_size).to(device)  # chooses settings; never trained on
     val_latents, val_taught = teach(teacher, validation)
     patch = max(8, settings.eval_size // 32 * 8)
@@ -144,10 +180,14 @@ def distill(settings: TinyDecoderTraining, teacher: nn.Module, device: torch.dev
 
     def batches():
         while True:
-            yield torch.randint(0, len(images), (settings.batch_size,), generator=generator)
+            index = torch.randint(0, len(images), (settings.batch_size,), generator=generator)
+            yield windows(index, tuple(latents.shape[-2:]), window, generator)
 
-    def loss(model: nn.Module, index: torch.Tensor) -> dict[str, torch.Tensor]:
-        return distill_loss(model, latents[index], taught[index], images[index], settings.target)
+    def loss(model: nn.Module, batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
+        index, rows, columns = batch
+        return distill_loss(model, cut(latents[index], rows, columns, window, 1),
+                            cut(taught[index], rows, columns, window, 8), cut(images[index], rows, columns, window, 8),
+                            settings.target)
 
     def evaluate(model: nn.Module) -> dict[str, float]:
         return {**scores(model, val_latents, val_taught, validation), "chart_worst": chart_worst(model, chart_latent, patch)}
@@ -191,7 +231,8 @@ def run(settings: TinyDecoderTraining, recipe: dict | None = None) -> int:
             wall = time.perf_counter() - start
             last = history[-1] if history else {"step": 0}
             interrupted = bool(last.get("interrupted"))
-            photos = 1 - settings.augment - settings.dead_leaves
+            photos = photo_share(settings)
+            side = settings.teacher_crop or settings.crop
             manifest = {
                 "name": out.stem,
                 "command": line,
@@ -199,9 +240,11 @@ def run(settings: TinyDecoderTraining, recipe: dict | None = None) -> int:
                 "git_commit": commit,
                 "seed": settings.seed,
                 "data": (f"latentlab.sources.colour_mix(photos={photos:g}, augmented={settings.augment:g}, "
-                         f"leaves={settings.dead_leaves:g}): a pool of {settings.pool} crops of {settings.crop}x"
-                         f"{settings.crop} of the training photos, encoded and decoded once by the teacher; the "
-                         "validation and test photos are never trained on"),
+                         f"leaves={settings.dead_leaves:g}, patches={settings.flat_patches:g}): a pool of "
+                         f"{settings.pool} pictures of {side}x{side} of the training photos, encoded and decoded once "
+                         f"by the teacher, each whole; the student "
+                         f"learns from random {settings.crop}x{settings.crop} windows of them; the validation and "
+                         "test photos are never trained on"),
                 "steps": settings.steps,
                 "steps_done": len(history),
                 "interrupted": interrupted,

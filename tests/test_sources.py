@@ -65,6 +65,10 @@ def test_colour_mix_draws_from_all_three_sources():
     used = {mix.source_of(i)[0] for i in range(60)}
     assert used == {0, 1, 2}
     assert mix[0].shape == (3, 16, 16)
+    with_patches = colour_mix(size=16, length=300, seed=0, patches=0.5)
+    assert with_patches.names == ["photos", "augmented", "leaves", "patches"]
+    assert 70 < sum(with_patches.source_of(i)[0] == 3 for i in range(300)) < 130  # a third of the weight
+    assert torch.equal(mix[0], colour_mix(size=16, length=300, seed=0, patches=0)[0])  # 0: the mix as before
 
 
 def _exif_rotated_jpeg(path, size=(48, 24)):

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from latentlab.errors import InputError
-from latentlab.synthetic import DeadLeaves, DeadLeavesConfig, dead_leaves, power_law
+from latentlab.synthetic import ColourPatches, DeadLeaves, DeadLeavesConfig, colour_patches, dead_leaves, power_law
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -51,3 +51,25 @@ def test_bad_configs_say_what_is_wrong():
         DeadLeaves(30)
     with pytest.raises(InputError, match="min_radius"):
         DeadLeavesConfig(min_radius=0.5, max_radius=0.1)
+
+
+def test_colour_patches_are_flat_rectangles_in_every_colour():
+    pictures = ColourPatches(64, length=200, seed=0)
+    assert torch.equal(pictures[3], colour_patches(3, 64, 0)) and not torch.equal(pictures[3], pictures[4])
+    assert not torch.equal(pictures[3], ColourPatches(64, length=200, seed=1)[3])
+    counts = []
+    for i in range(200):
+        x = pictures[i]
+        assert x.shape == (3, 64, 64) and x.min() >= -1 and x.max() <= 1
+        # a grid: each row changes colour only where every row does (the column cuts), and likewise each column
+        column_cuts = (x[:, :, 1:] != x[:, :, :-1]).any(0)  # (64, 63)
+        row_cuts = (x[:, 1:, :] != x[:, :-1, :]).any(0)  # (63, 64)
+        assert (column_cuts == column_cuts.any(0)).all() and (row_cuts == row_cuts.any(1, keepdim=True)).all()
+        counts.append((int(row_cuts.any(1).sum()) + 1) * (int(column_cuts.any(0).sum()) + 1))
+    assert min(counts) == 1 and max(counts) > 20  # from one flat field to many patches
+    colours = torch.cat([pictures[i].reshape(3, -1).T.unique(dim=0) for i in range(200)])
+    assert (colours.min(0).values < -0.95).all() and (colours.max(0).values > 0.95).all()  # the cube's corners
+    octants = {tuple((c > 0).tolist()) for c in colours}
+    assert len(octants) == 8
+    with pytest.raises(InputError, match="multiple of 8"):
+        ColourPatches(20)

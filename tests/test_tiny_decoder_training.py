@@ -12,7 +12,7 @@ from latentlab import recipes
 from latentlab.checkpoints import WEIGHTS_DIR, sha256_file
 from latentlab.cli import main
 from latentlab.tiny_decoder import TinyDecoder
-from latentlab.tiny_decoder_training import TinyDecoderTraining, distill, distill_loss, scores, teach
+from latentlab.tiny_decoder_training import TinyDecoderTraining, cut, distill, distill_loss, scores, teach, windows
 from latentlab.train_cli import SETTINGS, run_recipes
 from latentlab.vae import VAE, VAEConfig
 
@@ -51,13 +51,32 @@ def test_teach_gives_raw_latents_and_clamped_decodes():
     assert decoded.abs().max() <= 1
 
 
-def test_distilling_the_course_decoder_learns_it(tmp_path):
-    """100 quick steps on 64 crops: the student's PSNR against the teacher on a held-out photo rises by several dB"""
+def test_windows_cut_the_same_place_from_latents_and_pictures():
+    """a window of the latent (cells) and of the picture (pixels) cover the same region; a whole picture draws none"""
+    pictures = torch.rand(3, 3, 48, 40)
+    latents = torch.nn.functional.avg_pool2d(pictures, 8)  # (3, 3, 6, 5): one cell per 8x8 block
+    generator = torch.Generator().manual_seed(0)
+    index, rows, columns = windows(torch.tensor([2, 0, 2]), (6, 5), 2, generator)
+    assert rows.max() <= 4 and columns.max() <= 3 and len(set(zip(rows.tolist(), columns.tolist()))) > 1
+    assert torch.allclose(torch.nn.functional.avg_pool2d(cut(pictures[index], rows, columns, 2, 8), 8),
+                          cut(latents[index], rows, columns, 2, 1))
+    assert cut(pictures[index], rows, columns, 2, 8).shape == (3, 3, 16, 16)
+    assert torch.equal(cut(pictures[index], rows, columns, 2, 8)[1],
+                       pictures[0, :, 8 * rows[1]:8 * rows[1] + 16, 8 * columns[1]:8 * columns[1] + 16])
+    state = generator.get_state()
+    _, rows, columns = windows(torch.tensor([1]), (2, 2), 2, generator)  # the window is the whole picture
+    assert rows.tolist() == columns.tolist() == [0] and torch.equal(generator.get_state(), state)
+
+
+@pytest.mark.parametrize("teacher_crop", [None, 64])
+def test_distilling_the_course_decoder_learns_it(teacher_crop, tmp_path):
+    """100 quick steps on 64 crops (or 32x32 windows of 64 pictures the teacher decoded whole): the student's PSNR
+    against the teacher on a held-out photo rises by several dB"""
     from latentlab.checkpoints import load_course_vae
     from latentlab.data import load_photo
 
-    settings = TinyDecoderTraining(steps=100, batch_size=8, pool=64, crop=32, eval_every=100, eval_size=32,
-                                   lr=3e-3, out=str(tmp_path / "t.safetensors"))
+    settings = TinyDecoderTraining(steps=100, batch_size=8, pool=64, crop=32, teacher_crop=teacher_crop, eval_every=100,
+                                   eval_size=32, lr=3e-3, out=str(tmp_path / "t.safetensors"))
     teacher = load_course_vae("cpu")
     photo = load_photo("coffee", 64)  # a validation photo: never in the pool
     z, taught = teach(teacher, photo)
@@ -98,7 +117,11 @@ def test_a_teacher_that_is_not_a_vae_is_refused_in_one_line(tmp_path, capsys):
 
 @pytest.mark.parametrize("args,words", [(["--target", "pixels"], "--target must be one of teacher, image, both"),
                                         (["--pool", "1", "--batch-size", "4"], "pool 1 must hold at least one batch"),
-                                        (["--crop", "20"], "crop 20 must be a multiple of 8")])
+                                        (["--crop", "20"], "crop 20 must be a multiple of 8"),
+                                        (["--augment", "0.3", "--dead-leaves", "0.5", "--flat-patches", "0.3"],
+                                         "augment + dead_leaves + flat_patches is 1.1, more than 1"),
+                                        (["--teacher-crop", "64"], "teacher_crop 64 must be a multiple of 8 and at "
+                                                                   "least crop (128)")])
 def test_bad_settings_are_refused_in_one_line(args, words, tmp_path, capsys):
     try:
         code = main(["train", "tiny-decoder", *args, "--out", str(tmp_path / "t.safetensors")])
