@@ -102,7 +102,7 @@ FORMATS: dict[str, LatentFormat] = {f.name: f for f in (
     LatentFormat("flux1", "FLUX.1", 16, 8, 0.3611, 0.1159, "AutoencoderKL",
                  HubSource("black-forest-labs/FLUX.1-schnell", "741f7c3ce8b383c54771c7003378a50191e9efe9", "vae",
                            note="FLUX.1 [schnell]'s VAE, the same autoencoder as the gated FLUX.1 [dev]'s"),
-                 HubSource("madebyollin/taef1", "b1b2d00e9e440cfbf3dedb34266864da86016ceb"), patch_size=2,
+                 SD_MODELS["taef1"].sources[0], patch_size=2,
                  preview=f"{COMFY_FORMATS}, class Flux"),
     LatentFormat("sana", "Sana", 32, 32, 0.41407, 0.0, "AutoencoderDC",
                  HubSource("mit-han-lab/dc-ae-f32c32-sana-1.0-diffusers", "ca69e17e97609e64ce055115a6515215109b1f50"),

@@ -75,6 +75,10 @@ SD_MODELS: dict[str, SDModel] = {
         HubSource("cqyan/hybrid-sd-tinyvae", "main",
                   note="Hybrid-SD's fine-tune of TAESD for the same SD 1.x latents; no commit hash confirmed, so 'main'"),
     ), "LATENTLAB_TAESD"),
+    # lesson 10's online extra: a 16-channel latent of today (FLUX.1's), through its ungated tiny autoencoder
+    "taef1": SDModel("TAEF1 (FLUX.1's tiny autoencoder)", "AutoencoderTiny", (
+        HubSource("madebyollin/taef1", "b1b2d00e9e440cfbf3dedb34266864da86016ceb"),
+    ), "LATENTLAB_TAEF1"),
 }
 
 # diffusers.AutoencoderKL's defaults plus SD's values: the architecture of stabilityai/sd-vae-ft-mse (its
@@ -333,6 +337,20 @@ def load_taesd_or_course(device=None, source=None) -> tuple[LatentCodec, str]:
     return _or_course("taesd", device, source)
 
 
+def load_taef1_or_course16(device=None, source=None) -> LatentCodec:
+    """FLUX.1's 16-channel latent through TAEF1 when the Hub (or its cache, or LATENTLAB_TAEF1) has it; else the
+    course's own 16-channel VAE (lesson 10's sweep, f8c16), with a description that says so in one sentence"""
+    try:
+        return _load("taef1", device, source)
+    except WeightsUnavailable as err:
+        from latentlab import sweep  # lazy: only the fallback needs the sweep's weights
+
+        sentence = (f"{SD_MODELS['taef1'].title} could not be loaded ({err.reason}), so this section shows the "
+                    "course's own 16-channel VAE (the sweep's f8c16, factor 8 like FLUX.1's) instead.")
+        model = sweep.load_vae("f8c16").to(pick_device(device)).requires_grad_(False)
+        return LatentCodec(model, "course-f8c16", sentence, title="course f8c16 VAE", stands_in_for="TAEF1")
+
+
 def _in_kernel() -> bool:
     """True inside a Jupyter kernel (which can show HTML), False in a terminal or a script"""
     shell = sys.modules["IPython"].get_ipython() if "IPython" in sys.modules else None
@@ -343,7 +361,8 @@ def banner(codec: LatentCodec) -> None:
     """say loudly which model a codec really is: a coloured box in Jupyter, one plain line elsewhere"""
     if codec.stands_in_for:
         head = f"⚠ Not {codec.stands_in_for}"
-        body = f"every panel marked '{codec.title}' shows the course VAE. {codec.description}"
+        shown = "the course VAE" if codec.name == "course-vae" else "a model of the course"
+        body = f"every panel marked '{codec.title}' shows {shown}. {codec.description}"
         colour, border = "#fff3cd", "#d39e00"  # amber: a fallback is in use
     else:
         head, body = f"✓ {codec.title}", f"{codec.description}."

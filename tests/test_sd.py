@@ -445,3 +445,18 @@ def test_in_jupyter_the_banner_is_a_coloured_box_with_a_plain_text_twin(monkeypa
     (data,) = shown
     assert "#fff3cd" in data["text/html"] and "&lt;for a test&gt;" in data["text/html"]  # amber, and escaped
     assert data["text/plain"].startswith("⚠ Not TAESD: every panel marked 'course VAE (in place of TAESD)'")
+
+
+def test_lesson_10s_16_channel_extra_loads_taef1_from_a_folder_or_says_it_shows_the_course_f8c16(tmp_path, monkeypatch):
+    folder = tmp_path / "taef1"  # a local copy, as LATENTLAB_TAEF1 or a teacher's cache provides: TAEF1's geometry
+    diffusers.AutoencoderTiny(latent_channels=16).save_pretrained(folder, safe_serialization=True)
+    codec = sd.load_taef1_or_course16("cpu", source=str(folder))
+    assert codec.stands_in_for is None and codec.name == "taef1" and "TAEF1" in codec.description
+    assert codec.encode(torch.rand(1, 3, 64, 64) * 2 - 1).shape == (1, 16, 8, 8)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # offline, nothing cached: the course's own 16-channel VAE
+    fallback = sd.load_taef1_or_course16("cpu")
+    assert fallback.stands_in_for == "TAEF1" and fallback.latent_channels == 16 and fallback.factor == 8
+    assert "could not be loaded (HF_HUB_OFFLINE=1 is set), so this section shows the course's own 16-channel VAE" \
+        in fallback.description
+    z = fallback.encode(torch.rand(1, 3, 64, 64) * 2 - 1)
+    assert z.shape == (1, 16, 8, 8) and fallback.decode(z).shape == (1, 3, 64, 64)
