@@ -6,7 +6,8 @@ judge samples with DDIM, decodes and scores the shapes (latentlab.quality); a cl
 each shape equally often, with classifier-free guidance. With `data` (a folder of your own) there is nothing to
 judge: the samples are saved as a picture (<name>_samples.png) and only their colour statistics are recorded.
 Ctrl-C (or SIGTERM) leaves every file written whole and marked interrupted, and skips what was not yet judged (exit
-130).
+130). A little longer than 300 lines: one run's files (the adapted VAE's, the denoiser's, their manifests) are
+written in one place, so that what an interrupted run leaves behind can be read in one module.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ latents (latents.scale), or the pixels themselves. A photo VAE is first adapted 
 (`finetune_vae`, saved beside the denoiser as <name>_vae). With `classes` the UNet also learns which shape it draws,
 some labels dropped to "no class" (classifier-free guidance, Ho & Salimans 2022, https://arxiv.org/abs/2207.12598).
 recipes/denoiser.toml and recipes/denoiser_pixel.toml hold the shipped models' settings; denoiser_job runs them
-(`latentlab train unet`).
+(`latentlab train unet`). A little longer than 300 lines: the settings, the UNet they describe and the loop they
+drive change together (a new setting is a field, a flag and a recipe key at once).
 """
 
 from __future__ import annotations

@@ -39,11 +39,11 @@ def stop_on_ctrl_c(sigterm: bool = False):
     """the first Ctrl-C (and with `sigterm` SIGTERM) inside the block raises KeyboardInterrupt, later ones are held;
     nests (an inner block keeps the outer one's signals); main thread only"""
     usable = threading.current_thread() is threading.main_thread()
-    if _State.installed or not usable or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
-        yield  # already in force (an outer block), or Ctrl-C cannot reach us (another thread, or ignored)
+    wanted = [signal.SIGINT] + ([signal.SIGTERM] if sigterm else [])
+    ours = [number for number in wanted if usable and signal.getsignal(number) is not signal.SIG_IGN]
+    if _State.installed or not ours:  # e.g. `nohup ... &` ignores SIGINT, yet a SIGTERM must still save
+        yield  # already in force (an outer block), or no signal of ours can reach us (another thread, or ignored)
         return
-    ours = [signal.SIGINT] + ([signal.SIGTERM] if sigterm and signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN
-                              else [])
     previous = {number: signal.signal(number, _on_ctrl_c) for number in ours}
     _State.installed, _State.stopping, _State.holding, _State.pressed = True, False, False, False
     try:

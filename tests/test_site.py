@@ -161,7 +161,8 @@ def _move_still(page, still, track: int) -> float:
     before, caption = img.get_attribute("src"), still.locator(".latentlab-still-caption").inner_text()
     slider = still.locator("input[type=range]").nth(track)
     slider.focus()
-    page.keyboard.press("End")  # the far end of the range: an input event, as a learner's drag gives
+    at_end = slider.evaluate("(el) => el.value === el.max")  # a sampling still starts at its last step
+    page.keyboard.press("Home" if at_end else "End")  # the far end of the range: an input event, as a drag gives
     page.wait_for_function("(el) => el.complete && el.naturalWidth > 0", arg=img.element_handle())
     after = img.get_attribute("src")
     assert still.locator(".latentlab-still-caption").inner_text() != caption, "the caption did not follow the slider"
