@@ -182,16 +182,19 @@ def _remedy(manifest: dict | None = None) -> str:
     return f"reinstall latentlab, or rebuild it with `make weights` in a clone of the repository ({where})"
 
 
+def checked_file(path: Path, manifest: dict, what: str, remedy: str) -> Path:
+    """`path` when it exists and its sha256 is the manifest's; else an InputError naming `what` and the `remedy`"""
+    if not path.is_file():
+        raise InputError(f"{what} weights are missing ({path}); {remedy}.")
+    if sha256_file(path) != manifest.get("sha256"):
+        raise InputError(f"{what} weights at {path} are corrupt (sha256 differs from the manifest); {remedy}.")
+    return path
+
+
 def course_weights(name: str = "vae") -> tuple[Path, dict]:
     """(path of the verified weights file, manifest); InputError if the file is missing or its sha256 differs"""
     manifest = course_manifest(name)
-    path = WEIGHTS_DIR / f"{name}.safetensors"
-    if not path.is_file():
-        raise InputError(f"the course {name} weights are missing ({path}); {_remedy(manifest)}.")
-    if sha256_file(path) != manifest.get("sha256"):
-        raise InputError(f"the course {name} weights at {path} are corrupt (sha256 differs from the manifest); "
-                         f"{_remedy(manifest)}.")
-    return path, manifest
+    return checked_file(WEIGHTS_DIR / f"{name}.safetensors", manifest, f"the course {name}", _remedy(manifest)), manifest
 
 
 def verify() -> dict[str, str | None]:

@@ -25,7 +25,7 @@ from diffusers import DDIMScheduler
 from latentlab import bench
 from latentlab.baselines import bicubic_roundtrip, latent_values
 from latentlab.chart import COLORCHECKER, PATCH, colorchecker, patch_errors
-from latentlab.checkpoints import WEIGHTS_DIR, load_finite, sha256_file
+from latentlab.checkpoints import WEIGHTS_DIR, checked_file, load_finite, sha256_file
 from latentlab.data import shapes_batch
 from latentlab.diffusion import sample
 from latentlab.errors import InputError
@@ -108,12 +108,7 @@ def weights(name: str, folder: str | Path | None = None) -> tuple[Path, dict]:
     """(path of the checked weights file, manifest); InputError if the file is missing or its sha256 differs"""
     record = manifest(name, folder)
     path = Path(folder or SWEEP_DIR) / f"{name}.safetensors"
-    if not path.is_file():
-        raise InputError(f"the compression sweep's {name} weights are missing ({path}); {REBUILD}.")
-    if sha256_file(path) != record.get("sha256"):
-        raise InputError(f"the compression sweep's {name} weights at {path} are corrupt (sha256 differs from the "
-                         f"manifest); {REBUILD}.")
-    return path, record
+    return checked_file(path, record, f"the compression sweep's {name}", REBUILD), record
 
 
 def check(name: str, folder: str | Path | None = None) -> dict:
