@@ -42,6 +42,7 @@ from torch import nn
 
 from latentlab.device import pick_device
 from latentlab.errors import InputError
+from latentlab.interrupts import held
 from latentlab.tiny_decoder import TinyDecoder, TinyDecoderConfig
 from latentlab.unet import UNet, UNetConfig
 from latentlab.vae import VAE, VAEConfig
@@ -54,17 +55,19 @@ MANIFEST_KEYS = ("name", "command", "seed", "data", "steps", "wall_time_s", "con
 
 
 def _write_atomically(path: Path, write: Callable[[str], None]) -> Path:
-    """write(temp path) in path's folder, make it readable like any shipped file (0644), then os.replace onto path"""
+    """write(temp path) in path's folder, make it readable like any shipped file (0644), then os.replace onto path;
+    inside `latentlab train` a Ctrl-C waits until this is done (no temp file is left behind), then stops the run"""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private (0600)
-        os.replace(tmp, path)  # atomic on POSIX and Windows: readers see the old file or the new one
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with held():
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        try:
+            write(tmp)
+            os.chmod(tmp, 0o644)  # mkstemp makes it private (0600)
+            os.replace(tmp, path)  # atomic on POSIX and Windows: readers see the old file or the new one
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
     return path
 
 

@@ -233,7 +233,9 @@ def fit(
                     if out_of_time:
                         break
                     if step % checkpoint_every == 0 and step < steps:
-                        save(step)
+                        save(step)  # a Ctrl-C during the save waited for its files (held); it stops the run here
+                        if stopping() and not several:
+                            raise KeyboardInterrupt
         except KeyboardInterrupt:
             note_interrupt()
             if history:

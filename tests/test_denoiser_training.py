@@ -1,8 +1,5 @@
 """latentlab.denoiser_training: a class-conditional denoiser learns from labels, the unconditional one is as before."""
 
-import hashlib
-import platform
-
 import pytest
 import torch
 
@@ -18,24 +15,15 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 SMALL = UNetConfig(block_out_channels=(16, 32), norm_num_groups=8, attention_head_dim=16)
 
 
-def _sha256(model: torch.nn.Module) -> str:
-    h = hashlib.sha256()
-    for key, value in sorted(model.state_dict().items()):
-        h.update(key.encode())
-        h.update(value.detach().float().contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
 def test_the_unconditional_run_is_what_it_was_before_classes_existed():
-    # recorded with the code before class labels were added (commit d286057), torch 2.13.0+cpu on x86_64, 1 thread
+    # recorded with the code before class labels were added (commit d286057), torch 2.13.0+cpu on x86_64, 1 thread;
+    # to a tolerance, not bit for bit: CPUs with other vector instructions round differently (AVX2 vs AVX-512)
     data = torch.randn(32, 4, 8, 8, generator=torch.Generator().manual_seed(3))
     model, history = train_denoiser(data, SMALL, steps=12, batch_size=8, seed=0, average=0.9)
     recorded = [0.8712584, 0.8220036, 0.7101189, 0.7175632, 0.873947, 0.6615404, 0.9258386, 0.7898626, 0.7696011,
                 0.5963808, 0.608372, 0.7369404]
     assert [h["loss"] for h in history] == pytest.approx(recorded, abs=1e-4)
     assert sum(float(p.double().sum()) for p in model.state_dict().values()) == pytest.approx(648.5069848, abs=1e-3)
-    if torch.__version__ == "2.13.0+cpu" and platform.machine() == "x86_64":  # bit for bit where it was recorded
-        assert _sha256(model) == "bec395bf27e04b798f4bfa7a122bc77773c90ba4ca0df0531e91bd8f7c027ffa"
 
 
 def test_a_conditional_denoiser_learns_to_tell_the_classes_apart():

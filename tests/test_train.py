@@ -103,6 +103,32 @@ def test_ctrl_c_saves_and_returns_a_usable_model(tmp_path):
         assert torch.isfinite(reloaded(x)).all()
 
 
+def test_a_ctrl_c_during_a_periodic_save_waits_for_it_and_leaves_no_temp_file(tmp_path, monkeypatch):
+    import signal
+    import tempfile
+
+    from latentlab import checkpoints
+
+    made, mkstemp = 0, tempfile.mkstemp
+
+    def mkstemp_then_ctrl_c(*args, **kwargs):  # the worst moment: the temp file exists, nothing is written yet
+        nonlocal made
+        made += 1
+        handle = mkstemp(*args, **kwargs)
+        if made == 3:
+            signal.raise_signal(signal.SIGINT)
+        return handle
+
+    monkeypatch.setattr(checkpoints.tempfile, "mkstemp", mkstemp_then_ctrl_c)
+    vae, x = _vae(), _images()
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=1e-3)
+    history = fit(vae, vae_loss, _fixed_batches(x), 100, optimizer, checkpoint=tmp_path / "c.safetensors",
+                  checkpoint_every=1)
+    assert len(history) == 3 and history[-1]["interrupted"] is True  # the save of step 3 ran whole, then it stopped
+    assert [p.name for p in tmp_path.iterdir()] == ["c.safetensors"]
+    assert load_checkpoint(tmp_path / "c.safetensors", _vae(1))["step"] == "3"
+
+
 def test_other_errors_are_not_swallowed(tmp_path):
     def broken(model, batch):
         raise RuntimeError("boom")
