@@ -26,9 +26,12 @@ class TinyDecoderConfig:
     out_channels: int = 3
     block_out_channels: tuple[int, ...] = (64, 32, 16)  # widths at 1x, 2x, 4x the latent side; a pixel shuffle does 8x
     layers_per_block: int = 1  # residual blocks at each width
+    global_context: bool = False  # after each width's blocks, a GlobalContext: the picture's statistics, as GroupNorm
 
     def __post_init__(self):
         self.block_out_channels = tuple(self.block_out_channels)
+        if not isinstance(self.global_context, bool):
+            raise InputError(f"global_context must be true or false, not {self.global_context!r}.")
         for name in ("latent_channels", "out_channels", "layers_per_block"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -59,6 +62,29 @@ class Block(nn.Module):
         return self.act(x + self.conv(x))
 
 
+class GlobalContext(nn.Module):
+    """x -> x * (1 + scale) + shift, scale and shift per channel from the whole picture's mean and spread of x
+
+    The full decoder's GroupNorm gives every position the statistics of the whole picture, so it draws a patch's
+    colour a little differently in another picture; convolutions alone only see a neighbourhood. Two 1x1
+    convolutions on the picture's per-channel mean and standard deviation give the tiny decoder the same view for
+    almost nothing (no normalisation: the features are only rescaled and shifted, FiLM-style). The last
+    convolution starts at zero, so a new block leaves x as it is.
+    """
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.mix = nn.Sequential(nn.Conv2d(2 * channels, channels, 1), nn.ReLU(), nn.Conv2d(channels, 2 * channels, 1))
+        nn.init.zeros_(self.mix[-1].weight)
+        nn.init.zeros_(self.mix[-1].bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean((2, 3), keepdim=True)
+        spread = (x - mean).pow(2).mean((2, 3), keepdim=True).add(1e-6).sqrt()
+        scale, shift = self.mix(torch.cat([mean, spread], 1)).chunk(2, 1)
+        return x * (1 + scale) + shift
+
+
 class TinyDecoder(nn.Module):
     """raw latent (B, 4, h, w) -> image (B, 3, 8h, 8w), roughly in [-1, 1] (not clamped), like VAE.decode"""
 
@@ -69,6 +95,8 @@ class TinyDecoder(nn.Module):
         stages: list[nn.Module] = [conv(config.latent_channels, widths[0]), nn.ReLU()]
         for i, width in enumerate(widths):
             stages += [Block(width) for _ in range(layers)]
+            if config.global_context:
+                stages.append(GlobalContext(width))
             if i < len(widths) - 1:  # nearest 2x, then a convolution to the next width
                 stages += [nn.Upsample(scale_factor=2), conv(width, widths[i + 1]), nn.ReLU()]
         stages += [conv(widths[-1], config.out_channels * 4), nn.PixelShuffle(2)]  # 4 pixels per position: 2x

@@ -70,6 +70,9 @@ class TinyDecoderTraining:
     block_out_channels: tuple[int, ...] = setting(  # 3 widths: factor 8 (the last doubling is a pixel shuffle)
         (64, 32, 16), "widths at 1x, 2x and 4x the latent side", WIDTHS, kind="model")
     layers_per_block: int = setting(1, "residual blocks per width", at_least(1), kind="model")
+    global_context: bool = setting(  # the teacher's GroupNorm reads the whole picture (docs/tiny-decoder.md)
+        False, "after each width, rescale the features by the picture's own statistics (two 1x1 convolutions)",
+        kind="model")
     seed: int = setting(0, "seed of the crops and the initial weights", at_least(0))
     eval_every: int = setting(1000, "validation PSNR and ColorChecker error every N steps and at the end", at_least(1))
     eval_size: int = setting(256, "side of the validation photos; the ColorChecker's patches: a quarter of it",
@@ -96,6 +99,12 @@ class TinyDecoderTraining:
 
     def outputs(self) -> list[Path]:
         return [Path(self.out)]
+
+
+def student_config(settings: TinyDecoderTraining) -> TinyDecoderConfig:
+    """the run's settings -> the tiny decoder's config"""
+    return TinyDecoderConfig(block_out_channels=settings.block_out_channels, layers_per_block=settings.layers_per_block,
+                             global_context=settings.global_context)
 
 
 def photo_share(settings: TinyDecoderTraining) -> float:
@@ -160,8 +169,7 @@ def distill(settings: TinyDecoderTraining, teacher: nn.Module, device: torch.dev
     on the ColorChecker. Ctrl-C stops early; the checkpoint is still written whole.
     """
     generator = seed_everything(settings.seed)
-    student = TinyDecoder(TinyDecoderConfig(block_out_channels=settings.block_out_channels,
-                                            layers_per_block=settings.layers_per_block))
+    student = TinyDecoder(student_config(settings))
     if images is None:
         mix = colour_mix(settings.teacher_crop or settings.crop, settings.pool, settings.seed,
                          photos=photo_share(settings), augmented=settings.augment, leaves=settings.dead_leaves,
@@ -209,8 +217,7 @@ def distill(settings: TinyDecoderTraining, teacher: nn.Module, device: torch.dev
 def run(settings: TinyDecoderTraining, recipe: dict | None = None) -> int:
     """`latentlab train tiny-decoder`: distil, write the checkpoint and its manifest -> exit code (130 after Ctrl-C)"""
     with stop_on_ctrl_c(sigterm=True):  # a scheduler's or launcher's SIGTERM saves like Ctrl-C
-        TinyDecoder(TinyDecoderConfig(block_out_channels=settings.block_out_channels,
-                                      layers_per_block=settings.layers_per_block))  # bad widths: refused now
+        TinyDecoder(student_config(settings))  # bad widths: refused now
         source = vae_file(settings.teacher)  # a bad teacher is refused before anything runs
         set_threads(settings.threads)
         device = pick_device(settings.device)

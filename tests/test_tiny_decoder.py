@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from latentlab.errors import InputError
-from latentlab.tiny_decoder import Block, TinyDecoder, TinyDecoderConfig
+from latentlab.tiny_decoder import Block, GlobalContext, TinyDecoder, TinyDecoderConfig
 
 
 def test_a_latent_becomes_an_image_eight_times_larger():
@@ -45,7 +45,27 @@ def test_decode_checks_the_latent_and_follows_the_parameters_dtype():
 
 @pytest.mark.parametrize("kwargs,words", [({"block_out_channels": ()}, "one positive width"),
                                           ({"block_out_channels": (64, 0)}, "one positive width"),
-                                          ({"layers_per_block": 0}, "layers_per_block must be")])
+                                          ({"layers_per_block": 0}, "layers_per_block must be"),
+                                          ({"global_context": "yes"}, "global_context must be true or false")])
 def test_bad_configs_get_one_sentence(kwargs, words):
     with pytest.raises(InputError, match=words):
         TinyDecoderConfig(**kwargs)
+
+
+def test_global_context_starts_as_nothing_and_then_lets_a_position_see_the_whole_picture():
+    plain, context = TinyDecoder(), TinyDecoder(TinyDecoderConfig(global_context=True))
+    theirs = [m for m in context.layers if not isinstance(m, GlobalContext)]
+    for mine, copy in zip(plain.layers, theirs, strict=True):  # the same convolutions; the context blocks start at 0
+        copy.load_state_dict(mine.state_dict())
+    z = torch.randn(1, 4, 16, 16)  # wider than a plain decoder's reach (a few latent cells)
+    assert torch.equal(plain(z), context(z))
+    extra = context.num_parameters() - plain.num_parameters()
+    assert 0 < extra < 0.25 * plain.num_parameters()
+    assert sum(isinstance(m, GlobalContext) for m in context.modules()) == 3  # one per width
+    for block in context.modules():
+        if isinstance(block, GlobalContext):
+            nn.init.normal_(block.mix[-1].weight, std=0.1)
+    far = z.clone()
+    far[..., 0, 0] += 3.0  # a change in one corner of the latent ...
+    changed = (context(far) - context(z)).abs()[..., -8:, -8:].amax()  # ... reaches the opposite corner's pixels
+    assert changed > 1e-4 and torch.equal(plain(far)[..., -8:, -8:], plain(z)[..., -8:, -8:])
