@@ -1,6 +1,7 @@
 """Check the learner's setup (lesson 00, `latentlab doctor`): versions, device, memory, quick mode, weights, network.
 
-The shipped weights are verified against their manifests' sha256 (checkpoints.verify), and the model hub is asked
+The shipped weights are verified against their manifests' sha256 (checkpoints.verify; lesson 10's compression sweep
+with sweep.missing), and the model hub is asked
 the way lesson 09 asks it (sd.hub_unreachable: HF_ENDPOINT, proxies, HF_HUB_OFFLINE).
 """
 
@@ -16,7 +17,7 @@ import psutil
 import torch
 from huggingface_hub import constants as hub_constants
 
-from latentlab import checkpoints, device, mode, sd
+from latentlab import checkpoints, device, mode, sd, sweep
 
 PACKAGES = ("latentlab", "torch", "diffusers", "safetensors", "numpy", "matplotlib", "ipywidgets", "jupyterlab")
 
@@ -60,6 +61,7 @@ def report(timeout: float = 2.0) -> dict:
         "quick_mode": mode.quick(),
         "course_weights": [name for name, problem in weights.items() if problem is None],  # verified
         "weights_problems": {name: problem for name, problem in weights.items() if problem is not None},
+        "sweep_problem": sweep.missing(),  # None: all twelve files of lesson 10's sweep match their manifests
         "hub_reachable": hub_problem is None,
         "hub": hub_problem or f"{hub_constants.ENDPOINT} answered",
         "sd_vae_cached": sd_weights_cached(),
@@ -81,10 +83,14 @@ def run(args: argparse.Namespace) -> int:
     print(f"  weights      {', '.join(info['course_weights']) or 'none verified'} (sha256 checked)")
     for problem in info["weights_problems"].values():
         print(f"  weights      {problem}", file=sys.stderr)
+    if info["sweep_problem"] is None:
+        print(f"  sweep        {2 * len(sweep.GEOMETRIES)} files of lesson 10's compression sweep (sha256 checked)")
+    else:
+        print(f"  sweep        {info['sweep_problem']}", file=sys.stderr)
     print(f"  model hub    {'reachable' if info['hub_reachable'] else 'not reachable'}: {info['hub']}")
     cached = "in the local cache" if info["sd_vae_cached"] else "not cached"
     print(f"  SD VAE       {cached}{'' if info['hub_reachable'] or info['sd_vae_cached'] else ' (lesson 09 will use the course VAE)'}")
     missing = [name for name, version in v.items() if version is None and name != "jupyterlab"]
     if missing:
         print(f"  missing: {', '.join(missing)}; run the README's setup command.", file=sys.stderr)
-    return 1 if missing or info["weights_problems"] else 0
+    return 1 if missing or info["weights_problems"] or info["sweep_problem"] else 0

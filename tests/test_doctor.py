@@ -49,6 +49,22 @@ def test_doctor_verifies_each_weights_file_against_its_manifest(tmp_path, monkey
     assert "vae weights at" in capsys.readouterr().err
 
 
+def test_doctor_checks_the_compression_sweep_too(tmp_path, monkeypatch, capsys):
+    from latentlab import sweep
+
+    assert doctor.report(timeout=0.1)["sweep_problem"] is None  # the sweep ships with the course
+    shutil.copytree(sweep.SWEEP_DIR, tmp_path / "sweep")
+    monkeypatch.setattr(sweep, "SWEEP_DIR", tmp_path / "sweep")
+    path = tmp_path / "sweep" / "denoiser_f16c4.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    problem = doctor.report(timeout=0.1)["sweep_problem"]
+    assert "denoiser_f16c4" in problem and "corrupt" in problem and "`make sweep`" in problem
+    assert doctor.run(argparse.Namespace(json=False, timeout=0.1)) == 1
+    assert "denoiser_f16c4" in capsys.readouterr().err
+
+
 def test_doctor_command_runs_offline():
     out = subprocess.run(
         [sys.executable, "-m", "latentlab", "doctor", "--json"], capture_output=True, text=True, timeout=120,

@@ -9,7 +9,8 @@ Time: one decode of a latent of a 256x256 and a 512x512 image on one CPU thread,
 decoder and the full decoder, each the median of --repeats after a warm-up (latentlab.bench.time_fn). Quality, on
 the validation photos (which chose the recipe) and on the test photos (only reported), 256x256: PSNR of each decode
 against the original photo, and of the tiny decode against the full decode. Chart: the ColorChecker's patch colours,
-each patch's largest channel error against the published colour and against the full decode (/255). The done-means
+each patch's largest channel error against the published colour and against the full decode (/255), and the same
+tiny-vs-full error on four validation charts of random colours (tools/colour_validation.py). The done-means
 of issue 17 are printed at the end; the tool exits 1 if one is missed. `--choose` leaves out the test photos and
 the criteria: what docs/tiny-decoder.md compared candidate runs by.
 """
@@ -19,6 +20,7 @@ import json
 import sys
 
 import torch
+from colour_validation import random_charts  # tools/: the validation charts that choose recipes
 
 from latentlab.bench import time_fn
 from latentlab.chart import COLORCHECKER, colorchecker, patch_colours, patch_errors
@@ -83,6 +85,11 @@ def measure(vae, tiny, repeats: int = 15, splits: tuple[str, ...] = ("validation
         "tiny_vs_full": dict(zip(names, [round(v, 1) for v in
                                          (patch_colours(small) - patch_colours(full)).abs().amax(1).tolist()])),
     }
+    errors = torch.cat([(patch_colours(ways["tiny"](z)) - patch_colours(ways["full"](z))).abs().amax(1)
+                        for z in (vae.encode(image).mode() for _, image in random_charts())])
+    result["validation_charts_tiny_vs_full"] = {
+        "mean": round(errors.mean().item(), 2), "p90": round(errors.quantile(0.9).item(), 2),
+        "worst": round(errors.max().item(), 2), "patches_over_10": f"{int((errors > PATCH_ERROR).sum())} of {len(errors)}"}
     result["criteria"] = criteria(result) if "test" in splits else []
     return result
 
@@ -116,6 +123,9 @@ def table(result: dict) -> str:
     for key, values in chart.items():
         v = list(values.values())
         lines.append(f"  {key:<18}{sum(v) / len(v):>8.1f}{max(v):>8.1f}")
+    v = result["validation_charts_tiny_vs_full"]
+    lines.append(f"\nvalidation charts, tiny vs full decode (/255): mean {v['mean']}, 90th percentile {v['p90']}, worst "
+                 f"{v['worst']}; patches over {PATCH_ERROR:g}: {v['patches_over_10']}")
     lines.append("\nDone means (issue 17):" if result["criteria"] else "")
     for c in result["criteria"]:
         lines.append(f"  [{'ok' if c['ok'] else 'MISSED'}] {c['name']}: {c['value']:g} (target {c['target']})")
