@@ -135,8 +135,7 @@ def test_a_shipped_tiny_decoder_imitates_the_shipped_vae():
     """when the course VAE changes, recipes/tiny_decoder.toml must run again: this fails until it has"""
     from latentlab.checkpoints import course_manifest, load_tiny_decoder, shipped
 
-    if "tiny_decoder" not in shipped():
-        pytest.skip("no tiny decoder ships yet: `make weights` distils one from the course VAE")
+    assert "tiny_decoder" in shipped(), "the tiny decoder ships (recipes/tiny_decoder.toml); `make weights` remakes it"
     manifest = course_manifest("tiny_decoder")
     assert manifest["teacher"]["sha256"] == sha256_file(WEIGHTS_DIR / "vae.safetensors"), \
         "the shipped tiny decoder was distilled from another VAE: run recipes/tiny_decoder.toml again"
