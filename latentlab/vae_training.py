@@ -88,6 +88,9 @@ class VAETraining:
                                    kind="model")  # lesson 10's sweep varies it with the factor
     layers_per_block: int = setting(1, "ResBlocks per encoder resolution", at_least(1), kind="model")
     norm_num_groups: int = setting(8, "GroupNorm groups; must divide every width", at_least(1), kind="model")
+    train_part: Literal["all", "decoder"] = setting(  # SD's ft-MSE decoder was made this way: old latents stay valid
+        "all", "all (encoder and decoder) or decoder (the encoder frozen: the latents, scaling factor included, stay "
+        "exactly those of init)")
     init: str | None = setting(  # a second stage of training; GroupNorm needs the larger crops of later stages
         None, "start from this checkpoint; its architecture replaces the model settings", kind="path")
     average: float | None = setting(  # 0.999: roughly the last 1000 steps
@@ -107,6 +110,9 @@ class VAETraining:
 
     def __post_init__(self):
         validate(self)
+        if self.train_part == "decoder" and self.init is None:
+            raise InputError("train_part decoder keeps the encoder of a trained VAE, and none is given; add "
+                             "--init CHECKPOINT (a VAE from `latentlab train vae`) or use --train-part all.")
         if self.augment + self.dead_leaves > 1:
             raise InputError(f"augment + dead_leaves is {self.augment + self.dead_leaves:g}, more than 1 (the rest are "
                              "plain photo crops); e.g. --augment 0.3 --dead-leaves 0.3.")
@@ -228,7 +234,11 @@ def train_vae(settings: VAETraining | None = None, device: torch.device | str = 
     heldout = heldout_images(settings.eval_size).to(device)  # watched during training, never trained on
     patch = max(8, settings.eval_size // 32 * 8)  # 64 at 256 as in `latentlab eval vae`; the chart is never trained on
     chart = colorchecker(patch).to(device)
-    optimizer = torch.optim.AdamW(vae.parameters(), lr=settings.lr, betas=(0.9, 0.99), weight_decay=1e-4)
+    if settings.train_part == "decoder":  # the encoder side, up to the latent's mean and log-variance, stays as it is
+        for part in (vae.encoder, vae.quant_conv):
+            for p in () if part is None else part.parameters():
+                p.requires_grad_(False)
+    optimizer = torch.optim.AdamW([p for p in vae.parameters() if p.requires_grad], lr=settings.lr, betas=(0.9, 0.99), weight_decay=1e-4)
     schedule = warmup_cosine(settings.steps, warmup=min(100, settings.steps // 10 + 1))
 
     def loss(model: nn.Module, batch: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -249,7 +259,8 @@ def train_vae(settings: VAETraining | None = None, device: torch.device | str = 
     with held(), torch.no_grad():  # a Ctrl-C now waits: the scaling factor belongs to the checkpoint
         crops = plain_crops(data) or PhotoCrops(settings.crop, "train", 256, settings.seed, settings.crop_scale)
         sample = torch.stack([crops[i] for i in range(min(len(crops), 256))])
-        vae.config.scaling_factor = round(estimate_scaling_factor(vae, sample, generator), 5)
+        if settings.train_part == "all":  # a frozen encoder's latents keep init's spread, and so its factor
+            vae.config.scaling_factor = round(estimate_scaling_factor(vae, sample, generator), 5)
         if out is not None and accelerator.is_main_process:
             save_checkpoint(out, vae, {**stored(), "step": len(history)})
     if stopping() and history:

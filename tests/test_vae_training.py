@@ -193,3 +193,34 @@ def test_the_mix_weights_must_leave_room_for_the_photos(capsys, tmp_path):
     assert main(["train", "vae", "--augment", "0.7", "--dead-leaves", "0.7", "--out", str(tmp_path / "x.safetensors")]) == 2
     err = capsys.readouterr().err
     assert "more than 1 (the rest are plain photo crops)" in err and err.count("\n") == 1
+
+
+def test_train_part_decoder_keeps_the_encoder_and_the_scaling_factor_of_init(tmp_path, capsys):
+    first = tmp_path / "first.safetensors"
+    assert main(["train", "vae", *TINY_RUN, "--out", str(first)]) == 0
+    second = tmp_path / "second.safetensors"
+    assert main(["train", "vae", "--init", str(first), "--train-part", "decoder", "--steps", "3", "--batch-size", "2",
+                 "--crop", "16", "--lr", "0.01", "--eval-every", "3", "--eval-size", "32", "--threads", "1",
+                 "--device", "cpu", "--out", str(second)]) == 0
+    before, after = _load(first), _load(second)
+    for part in ("encoder", "quant_conv"):  # frozen: bit for bit what init holds
+        for (name, old), new in zip(getattr(before, part).state_dict().items(), getattr(after, part).state_dict().values()):
+            assert torch.equal(old, new), f"{part}.{name} changed"
+    changed = [name for (name, old), new in zip(before.decoder.state_dict().items(), after.decoder.state_dict().values())
+               if not torch.equal(old, new)]
+    assert changed, "the decoder should have trained"
+    assert after.config.scaling_factor == before.config.scaling_factor  # the same latents, so the same spread
+    assert "--train-part decoder" in json.loads(second.with_suffix(".json").read_text())["command"]
+
+
+def test_train_part_decoder_without_init_says_what_to_add(capsys):
+    assert main(["train", "vae", *TINY_RUN, "--train-part", "decoder", "--out", "never.safetensors"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--init" in err and len(err.splitlines()) == 1
+
+
+def _load(path):
+    manifest = json.loads(path.with_suffix(".json").read_text())
+    vae = VAE(VAEConfig(**manifest["config"]))
+    load_checkpoint(path, vae)
+    return vae
