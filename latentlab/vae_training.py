@@ -235,9 +235,8 @@ def train_vae(settings: VAETraining | None = None, device: torch.device | str = 
     patch = max(8, settings.eval_size // 32 * 8)  # 64 at 256 as in `latentlab eval vae`; the chart is never trained on
     chart = colorchecker(patch).to(device)
     if settings.train_part == "decoder":  # the encoder side, up to the latent's mean and log-variance, stays as it is
-        for part in (vae.encoder, vae.quant_conv):
-            for p in () if part is None else part.parameters():
-                p.requires_grad_(False)
+        for part in (m for m in (vae.encoder, vae.quant_conv) if m is not None):
+            part.requires_grad_(False)
     optimizer = torch.optim.AdamW([p for p in vae.parameters() if p.requires_grad], lr=settings.lr, betas=(0.9, 0.99), weight_decay=1e-4)
     schedule = warmup_cosine(settings.steps, warmup=min(100, settings.steps // 10 + 1))
 
@@ -257,9 +256,9 @@ def train_vae(settings: VAETraining | None = None, device: torch.device | str = 
                   metadata=stored, desc="train vae", average=settings.average, accelerator=accelerator,
                   resumable=must_match(settings) if out is not None else None, resume=start > 0)
     with held(), torch.no_grad():  # a Ctrl-C now waits: the scaling factor belongs to the checkpoint
-        crops = plain_crops(data) or PhotoCrops(settings.crop, "train", 256, settings.seed, settings.crop_scale)
-        sample = torch.stack([crops[i] for i in range(min(len(crops), 256))])
         if settings.train_part == "all":  # a frozen encoder's latents keep init's spread, and so its factor
+            crops = plain_crops(data) or PhotoCrops(settings.crop, "train", 256, settings.seed, settings.crop_scale)
+            sample = torch.stack([crops[i] for i in range(min(len(crops), 256))])
             vae.config.scaling_factor = round(estimate_scaling_factor(vae, sample, generator), 5)
         if out is not None and accelerator.is_main_process:
             save_checkpoint(out, vae, {**stored(), "step": len(history)})

@@ -12,6 +12,7 @@ from latentlab.checkpoints import load_checkpoint, save_checkpoint, sha256_file
 from latentlab.cli import main
 from latentlab.data import PhotoCrops
 from latentlab.errors import InputError
+from latentlab.evaluate import load_vae
 from latentlab.sources import FolderCrops
 from latentlab.vae import VAE, VAEConfig
 from latentlab.vae_training import VAETraining, plain_crops, shuffle_rgb, training_data
@@ -202,7 +203,7 @@ def test_train_part_decoder_keeps_the_encoder_and_the_scaling_factor_of_init(tmp
     assert main(["train", "vae", "--init", str(first), "--train-part", "decoder", "--steps", "3", "--batch-size", "2",
                  "--crop", "16", "--lr", "0.01", "--eval-every", "3", "--eval-size", "32", "--threads", "1",
                  "--device", "cpu", "--out", str(second)]) == 0
-    before, after = _load(first), _load(second)
+    before, after = load_vae(first), load_vae(second)
     for part in ("encoder", "quant_conv"):  # frozen: bit for bit what init holds
         for (name, old), new in zip(getattr(before, part).state_dict().items(), getattr(after, part).state_dict().values()):
             assert torch.equal(old, new), f"{part}.{name} changed"
@@ -217,10 +218,3 @@ def test_train_part_decoder_without_init_says_what_to_add(capsys):
     assert main(["train", "vae", *TINY_RUN, "--train-part", "decoder", "--out", "never.safetensors"]) == 2
     err = capsys.readouterr().err.strip()
     assert "--init" in err and len(err.splitlines()) == 1
-
-
-def _load(path):
-    manifest = json.loads(path.with_suffix(".json").read_text())
-    vae = VAE(VAEConfig(**manifest["config"]))
-    load_checkpoint(path, vae)
-    return vae
