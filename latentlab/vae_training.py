@@ -86,7 +86,9 @@ class VAETraining:
         (16, 16, 32, 64), "channels per resolution", WIDTHS, kind="model")
     latent_channels: int = setting(4, "channels of the latent (4 like SD 1.x, 16 like SD3 and FLUX.1)", at_least(1),
                                    kind="model")  # lesson 10's sweep varies it with the factor
-    layers_per_block: int = setting(1, "ResBlocks per encoder resolution", at_least(1), kind="model")
+    layers_per_block: int = setting(  # not "model": with --init, more than init's grows it (see deepened_from)
+        1, "ResBlocks per encoder resolution; with --init, more than init's adds ResBlocks that start as identities",
+        at_least(1))
     norm_num_groups: int = setting(8, "GroupNorm groups; must divide every width", at_least(1), kind="model")
     train_part: Literal["all", "decoder"] = setting(  # SD's ft-MSE decoder was made this way: old latents stay valid
         "all", "all (encoder and decoder) or decoder (the encoder frozen: the latents, scaling factor included, stay "
@@ -144,6 +146,8 @@ def vae_config(settings: VAETraining) -> VAEConfig:
             raise InputError(f"{settings.init} holds a config that is not a VAE's ({err}); init needs a checkpoint "
                              "from `latentlab train vae`.") from None
         check_finite(tensors, settings.init)
+        if settings.layers_per_block > config.layers_per_block:  # grown: see deepened_from
+            config = replace(config, layers_per_block=settings.layers_per_block)
     if settings.crop % config.factor:
         raise InputError(f"crop {settings.crop} must be a multiple of the VAE factor {config.factor}.")
     return config
@@ -198,6 +202,27 @@ def heldout_psnr(model: nn.Module, images: torch.Tensor) -> float:
     return psnr(model(images).clamp(-1, 1), images.to(next(model.parameters()).device)).mean().item()
 
 
+def deepened_from(path: str | Path, vae: VAE) -> None:
+    """load init's weights into vae, which may hold more ResBlocks per level than init (a larger layers_per_block).
+
+    Each extra ResBlock follows a level's own ones and gets a zero last convolution, so it adds nothing to its
+    shortcut: the grown VAE starts with exactly init's encoder and decoder, and training then uses the new blocks.
+    """
+    tensors, _ = read_checkpoint(path)
+    state = vae.state_dict()
+    missing = set(state) - set(tensors)
+    if (set(tensors) - set(state) or any(".resnets." not in key for key in missing)
+            or any(tensors[key].shape != state[key].shape for key in tensors)):
+        load_finite(path, vae)  # not a shallower twin of vae: its sentence says what does not fit
+    check_finite(tensors, path)
+    vae.load_state_dict(tensors, strict=False)
+    grown = {key.rsplit(".", 2)[0] for key in missing}  # e.g. decoder.up_blocks.0.resnets.2
+    for name in grown:
+        conv = vae.get_submodule(name).conv2
+        nn.init.zeros_(conv.weight)
+        nn.init.zeros_(conv.bias)
+
+
 def chart_errors(model: nn.Module, chart: torch.Tensor, patch: int = 64) -> dict[str, float]:
     """the ColorChecker's mean and worst patch error (largest channel error of a patch's mean colour, /255)"""
     errors = patch_errors(model(chart).clamp(-1, 1).cpu(), patch, patch // 8).abs().amax(1)
@@ -227,7 +252,7 @@ def train_vae(settings: VAETraining | None = None, device: torch.device | str = 
     generator = seed_everything(settings.seed)
     vae = VAE(config)  # the same initial weights in every process
     if settings.init is not None:
-        load_finite(settings.init, vae)
+        deepened_from(settings.init, vae)
     if process or start:  # each process draws its own noise, and a resumed run draws afresh from its step
         generator.manual_seed(stream_seed(settings.seed, "noise", process, start))
     data = training_data(settings) if data is None else data

@@ -2,6 +2,7 @@
 refusing bad options in one line) and its colour augmentation."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from latentlab.errors import InputError
 from latentlab.evaluate import load_vae
 from latentlab.sources import FolderCrops
 from latentlab.vae import VAE, VAEConfig
-from latentlab.vae_training import VAETraining, plain_crops, shuffle_rgb, training_data
+from latentlab.vae_training import VAETraining, deepened_from, plain_crops, shuffle_rgb, training_data
 
 TINY_RUN = ["--steps", "2", "--batch-size", "2", "--crop", "16", "--block-out-channels", "8,16", "--norm-num-groups",
             "4", "--eval-every", "2", "--eval-size", "32", "--threads", "1", "--device", "cpu"]
@@ -218,3 +219,44 @@ def test_train_part_decoder_without_init_says_what_to_add(capsys):
     assert main(["train", "vae", *TINY_RUN, "--train-part", "decoder", "--out", "never.safetensors"]) == 2
     err = capsys.readouterr().err.strip()
     assert "--init" in err and len(err.splitlines()) == 1
+
+
+def test_a_vae_grown_from_init_starts_with_init_s_exact_encoder_and_decoder(tmp_path):
+    first = tmp_path / "first.safetensors"
+    small = _vae()
+    save_checkpoint(first, small)
+    deep = VAE(replace(TINY, layers_per_block=3))  # two more ResBlocks per level, in the encoder and the decoder
+    deepened_from(first, deep)
+    x = _images()
+    with torch.no_grad():
+        z = small.encode(x).mean
+        assert torch.equal(deep.encode(x).mean, z) and torch.equal(deep.decode(z), small.decode(z))
+    for blocks in (deep.encoder.down_blocks, deep.decoder.up_blocks):
+        for block in blocks:
+            new = block.resnets[len(block.resnets) - 2:]
+            assert all(not r.conv2.weight.any() and not r.conv2.bias.any() for r in new)
+            assert all(r.conv1.weight.any() for r in new)  # trainable from the first step: only the last conv is zero
+    wider = VAE(replace(TINY, block_out_channels=(8, 24), layers_per_block=2))
+    with pytest.raises(InputError, match="does not fit this VAE"):
+        deepened_from(first, wider)
+
+
+def test_train_vae_command_grows_init_when_asked_for_more_resblocks(tmp_path):
+    first = tmp_path / "first.safetensors"
+    assert main(["train", "vae", *TINY_RUN, "--out", str(first)]) == 0
+    second = tmp_path / "second.safetensors"
+    assert main(["train", "vae", "--init", str(first), "--layers-per-block", "2", "--train-part", "decoder",
+                 "--steps", "2", "--batch-size", "2", "--crop", "16", "--eval-every", "2", "--eval-size", "32",
+                 "--threads", "1", "--device", "cpu", "--out", str(second)]) == 0
+    manifest = json.loads(second.with_suffix(".json").read_text())
+    assert manifest["config"]["layers_per_block"] == 2 and manifest["training"]["layers_per_block"] == 2
+    assert "--layers-per-block 2" in manifest["command"]  # the recorded command grows init as this run did
+    before, after = load_vae(first), load_vae(second)
+    x = _images(size=32)
+    with torch.no_grad():  # the frozen encoder's new blocks stay identities: the latents are init's, bit for bit
+        assert torch.equal(after.encode(x).mean, before.encode(x).mean)
+        assert not torch.equal(after.decode(before.encode(x).mean), before.decode(before.encode(x).mean))
+    assert main(["train", "vae", "--init", str(second), "--steps", "1", "--batch-size", "1", "--crop", "16",
+                 "--eval-every", "1", "--eval-size", "32", "--threads", "1", "--device", "cpu",
+                 "--out", str(tmp_path / "third.safetensors")]) == 0  # fewer ResBlocks asked than init has: init's kept
+    assert json.loads((tmp_path / "third.json").read_text())["config"]["layers_per_block"] == 2
