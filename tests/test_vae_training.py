@@ -233,7 +233,7 @@ def test_a_vae_grown_from_init_starts_with_init_s_exact_encoder_and_decoder(tmp_
         assert torch.equal(deep.encode(x).mean, z) and torch.equal(deep.decode(z), small.decode(z))
     for blocks in (deep.encoder.down_blocks, deep.decoder.up_blocks):
         for block in blocks:
-            new = block.resnets[len(block.resnets) - 2:]
+            new = block.resnets[-2:]
             assert all(not r.conv2.weight.any() and not r.conv2.bias.any() for r in new)
             assert all(r.conv1.weight.any() for r in new)  # trainable from the first step: only the last conv is zero
     wider = VAE(replace(TINY, block_out_channels=(8, 24), layers_per_block=2))
