@@ -53,6 +53,13 @@ class DeadLeavesConfig:
             raise InputError(f"a dead-leaves picture needs at least one leaf, not {self.leaves}.")
 
 
+# Fine texture: the default leaves are 4 pixels and more across at 64x64 but 11 and more at the 192x192 crops the
+# last VAE runs train on, so nothing there is as fine as foliage, gravel or roof tiles. These leaves start at about
+# one pixel at 192x192 and come 4000 to a picture, in closer colours, with less blur (issue 12, docs/vae-colour.md).
+FINE_LEAVES = DeadLeavesConfig(leaves=4000, min_radius=0.006, max_radius=0.25, texture_weights=(0.45, 0.35, 0.05, 0.15),
+                               spread=(0.1, 0.35), blur=(0.3, 0.8), grain=0.015)
+
+
 def power_law(u: torch.Tensor, lo: float, hi: float, alpha: float) -> torch.Tensor:
     """uniform u in [0, 1) -> r in [lo, hi] with density ~ r^-alpha (inverse of the CDF)"""
     if alpha == 1:

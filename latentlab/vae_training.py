@@ -80,6 +80,11 @@ class VAETraining:
         0.0, "fraction of the crops colour-augmented (hue turn, channel order, saturation, gamma)", FRACTION)
     dead_leaves: float = setting(  # occluding shapes in colours from the whole RGB cube (latentlab.synthetic)
         0.0, "fraction of the items that are dead-leaves pictures instead of photo crops", FRACTION)
+    fine_leaves: float = setting(  # foliage, gravel, tiles: texture the photos and the default leaves lack (issue 12)
+        0.0, "fraction of the items that are dead leaves with many tiny leaves (latentlab.synthetic.FINE_LEAVES)",
+        FRACTION)
+    flat_patches: float = setting(  # sharp-edged flat colours, as a colour chart has
+        0.0, "fraction of the items that are grids of flat patches in random colours", FRACTION)
     data: str | None = setting(  # not in recipes: a recipe rebuilds from what the package ships
         None, "a folder of your own images to crop (default: the bundled training photos)", kind="machine")
     block_out_channels: tuple[int, ...] = setting(  # 4 entries: factor 8, like SD
@@ -115,13 +120,17 @@ class VAETraining:
         if self.train_part == "decoder" and self.init is None:
             raise InputError("train_part decoder keeps the encoder of a trained VAE, and none is given; add "
                              "--init CHECKPOINT (a VAE from `latentlab train vae`) or use --train-part all.")
-        if self.augment + self.dead_leaves > 1:
-            raise InputError(f"augment + dead_leaves is {self.augment + self.dead_leaves:g}, more than 1 (the rest are "
-                             "plain photo crops); e.g. --augment 0.3 --dead-leaves 0.3.")
+        if self.photos() < -1e-9:  # not 0: 1 - 0.7 - 0.3 is a rounding error below it
+            raise InputError(f"augment + dead_leaves + fine_leaves + flat_patches is {1 - self.photos():g}, more than 1 "
+                             "(the rest are plain photo crops); e.g. --augment 0.3 --dead-leaves 0.3.")
+
+    def photos(self) -> float:
+        """the share of plain photo crops: what the other sources leave"""
+        return 1 - self.augment - self.dead_leaves - self.fine_leaves - self.flat_patches
 
     def mixed(self) -> bool:
-        """whether the run trains on the colour mix (augmented crops or dead leaves), not on plain crops alone"""
-        return self.augment > 0 or self.dead_leaves > 0
+        """whether the run trains on the colour mix (augmented crops or synthetic pictures), not on plain crops alone"""
+        return self.photos() < 1
 
     def outputs(self) -> list[Path]:
         return [Path(self.out)]
@@ -163,9 +172,9 @@ def training_data(settings: VAETraining) -> Dataset:
     """the run's training items: plain photo crops (as the shipped runs), a folder's crops, or the colour mix"""
     length = settings.steps * settings.batch_size
     if settings.mixed():
-        return colour_mix(settings.crop, length, settings.seed, photos=1 - settings.augment - settings.dead_leaves,
-                          augmented=settings.augment, leaves=settings.dead_leaves, scale=settings.crop_scale,
-                          data=settings.data)
+        return colour_mix(settings.crop, length, settings.seed, photos=settings.photos(), augmented=settings.augment,
+                          leaves=settings.dead_leaves, patches=settings.flat_patches, fine=settings.fine_leaves,
+                          scale=settings.crop_scale, data=settings.data)
     if settings.data is not None:
         return FolderCrops(settings.data, settings.crop, length, settings.seed, settings.crop_scale)
     return PhotoCrops(size=settings.crop, split="train", length=length, seed=settings.seed, scale=settings.crop_scale)
@@ -189,11 +198,16 @@ def describe_data(settings: VAETraining, data: Dataset) -> str:
                  f"scale={settings.crop_scale})")
         what = f"random crops of {crops.describe()}" if crops is not None else f"no crops of {settings.data}"
     if settings.mixed():
-        photos = 1 - settings.augment - settings.dead_leaves
+        photos, extra, extra_what = settings.photos(), "", ""
+        if settings.fine_leaves or settings.flat_patches:  # the manifests of the runs before them read as they did
+            extra = f", patches={settings.flat_patches:g}, fine={settings.fine_leaves:g}"
+            extra_what = (f", {settings.fine_leaves:.0%} fine-textured dead leaves, {settings.flat_patches:.0%} flat "
+                          "colour patches")
         where = (f"latentlab.sources.colour_mix(photos={photos:g}, augmented={settings.augment:g}, "
-                 f"leaves={settings.dead_leaves:g}) of {where}")
+                 f"leaves={settings.dead_leaves:g}{extra}) of {where}")
         what += (f"; of all items {photos:.0%} plain crops, {settings.augment:.0%} colour-augmented crops "
-                 f"(latentlab.augment), {settings.dead_leaves:.0%} dead leaves in random colours (latentlab.synthetic)")
+                 f"(latentlab.augment), {settings.dead_leaves:.0%} dead leaves in random colours (latentlab.synthetic)"
+                 f"{extra_what}")
     return f"{where}: {what}; the held-out photos are never trained on"
 
 

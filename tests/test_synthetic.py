@@ -3,7 +3,15 @@ import pytest
 import torch
 
 from latentlab.errors import InputError
-from latentlab.synthetic import ColourPatches, DeadLeaves, DeadLeavesConfig, colour_patches, dead_leaves, power_law
+from latentlab.synthetic import (
+    FINE_LEAVES,
+    ColourPatches,
+    DeadLeaves,
+    DeadLeavesConfig,
+    colour_patches,
+    dead_leaves,
+    power_law,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -35,6 +43,20 @@ def test_dead_leaves_cover_the_colour_cube_and_have_structure():
     # neighbours mostly alike (regions), yet edges exist: not noise, not flat
     step = (x[..., 1:] - x[..., :-1]).abs().mean(1)  # (16, 64, 63)
     assert 0.4 < (step < 0.05).float().mean() < 0.97  # photo crops: 0.72; white noise: 0.05
+
+
+def _detail(x: torch.Tensor) -> float:
+    """the mean absolute difference between a picture and its 2x2 box blur: what a 1-pixel texture adds"""
+    smooth = torch.nn.functional.avg_pool2d(x, 2)
+    return (x - smooth.repeat_interleave(2, -1).repeat_interleave(2, -2)).abs().mean().item()
+
+
+def test_fine_leaves_hold_finer_detail_than_the_default_ones_at_the_same_size():
+    fine = torch.stack([dead_leaves(i, 192, 0, FINE_LEAVES) for i in range(6)])
+    default = torch.stack([dead_leaves(i, 192, 0) for i in range(6)])
+    assert _detail(fine) > 2 * _detail(default)
+    pixels = (fine.permute(0, 2, 3, 1).reshape(-1, 3) + 1) / 2
+    assert (pixels.max(1).values - pixels.min(1).values).mean() > 0.2  # still in colour
 
 
 def test_bad_configs_say_what_is_wrong():

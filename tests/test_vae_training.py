@@ -137,6 +137,10 @@ def test_training_data_is_the_shipped_runs_crops_unless_a_mix_or_a_folder_is_ask
     assert isinstance(plain_crops(mix), PhotoCrops)  # the scaling factor is measured on these, not on the leaves
     leaves = training_data(VAETraining(steps=4, batch_size=2, crop=16, dead_leaves=1.0))
     assert leaves.names == ["leaves"] and plain_crops(leaves) is None
+    textured = training_data(VAETraining(steps=4, batch_size=2, crop=16, augment=0.2, fine_leaves=0.3, flat_patches=0.1))
+    assert textured.names == ["photos", "augmented", "patches", "fine"]
+    assert torch.allclose(textured.probabilities, torch.tensor([0.4, 0.2, 0.1, 0.3], dtype=torch.float64))
+    assert VAETraining(fine_leaves=0.1).mixed() and not VAETraining().mixed()
 
     green = _flat_pngs(tmp_path / "green")
     folder = training_data(VAETraining(steps=4, batch_size=2, crop=16, data=str(green)))
@@ -158,6 +162,12 @@ def test_train_vae_command_trains_on_the_colour_mix(tmp_path):
     assert "30% dead leaves" in manifest["data"]
     final = manifest["final"]  # the ColorChecker is watched beside the held-out photos
     assert "heldout_psnr" in final and 0 <= final["chart_mean"] <= final["chart_worst"] <= 255
+    assert "fine" not in manifest["data"]  # the shipped runs' manifests read as they did before fine leaves existed
+    fine = tmp_path / "fine.safetensors"
+    assert main(["train", "vae", *TINY_RUN, "--fine-leaves", "0.5", "--flat-patches", "0.2", "--out", str(fine)]) == 0
+    data = json.loads(fine.with_suffix(".json").read_text())["data"]
+    assert data.startswith("latentlab.sources.colour_mix(photos=0.3, augmented=0, leaves=0, patches=0.2, fine=0.5) of ")
+    assert "50% fine-textured dead leaves, 20% flat colour patches" in data
     plain = tmp_path / "plain.safetensors"
     assert main(["train", "vae", *TINY_RUN, "--out", str(plain)]) == 0
     data = json.loads(plain.with_suffix(".json").read_text())["data"]
@@ -189,9 +199,12 @@ def test_train_vae_command_refuses_an_empty_or_unreadable_data_folder_in_one_sen
 
 
 def test_the_mix_weights_must_leave_room_for_the_photos(capsys, tmp_path):
-    with pytest.raises(InputError, match="augment \\+ dead_leaves is 1.1, more than 1"):
+    with pytest.raises(InputError, match="augment \\+ dead_leaves \\+ fine_leaves \\+ flat_patches is 1.1, more than 1"):
         VAETraining(augment=0.6, dead_leaves=0.5)
+    with pytest.raises(InputError, match="is 1.05, more than 1"):
+        VAETraining(augment=0.3, dead_leaves=0.3, fine_leaves=0.3, flat_patches=0.15)
     assert VAETraining(augment=0.5, dead_leaves=0.5).mixed()  # all augmented or leaves: allowed
+    assert VAETraining(augment=0.7, fine_leaves=0.3).photos() == pytest.approx(0)  # a rounding error below 0: allowed
     assert main(["train", "vae", "--augment", "0.7", "--dead-leaves", "0.7", "--out", str(tmp_path / "x.safetensors")]) == 2
     err = capsys.readouterr().err
     assert "more than 1 (the rest are plain photo crops)" in err and err.count("\n") == 1
