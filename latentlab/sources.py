@@ -19,7 +19,7 @@ from latentlab.augment import ColourAugmented, ColourJitter
 from latentlab.data import PhotoCrops, RandomCrops, random_crop
 from latentlab.errors import InputError
 from latentlab.images import load_image, resize
-from latentlab.synthetic import FINE_LEAVES, ColourPatches, DeadLeaves
+from latentlab.synthetic import FINE_LEAVES, FOLIAGE, ColourPatches, DeadLeaves
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -152,14 +152,17 @@ def colour_mix(
     leaves: float = 0.3,  # weight of dead-leaves pictures
     patches: float = 0.0,  # weight of flat colour patches (synthetic.ColourPatches); 0: the mix of issue 12 exactly
     fine: float = 0.0,  # weight of fine-textured dead leaves (synthetic.FINE_LEAVES)
+    foliage: float = 0.0,  # weight of small-leaf texture (synthetic.FOLIAGE)
     scale: tuple[float, float] = (0.25, 1.0),  # crop side as a fraction of a photo's shorter side
     data: str | Path | None = None,  # a folder of your own images instead of the bundled training photos
     jitter: ColourJitter | None = None,
 ) -> Mixture:
     """the colour-complete training mix: photos + colour-augmented photos + dead leaves (+ flat colour patches, fine
-    leaves)"""
+    leaves, foliage)"""
     crops = FolderCrops(data, size, length, seed, scale) if data is not None else PhotoCrops(size, "train", length, seed, scale)
     sources = {"photos": crops, "augmented": ColourAugmented(crops, jitter, seed), "leaves": DeadLeaves(size, length, seed),
-               "patches": ColourPatches(size, length, seed), "fine": DeadLeaves(size, length, seed, FINE_LEAVES)}
-    weights = {"photos": photos, "augmented": augmented, "leaves": leaves, "patches": patches, "fine": fine}
+               "patches": ColourPatches(size, length, seed), "fine": DeadLeaves(size, length, seed, FINE_LEAVES),
+               "foliage": DeadLeaves(size, length, seed, FOLIAGE)}
+    weights = {"photos": photos, "augmented": augmented, "leaves": leaves, "patches": patches, "fine": fine,
+               "foliage": foliage}
     return Mixture(sources, weights, length, seed)

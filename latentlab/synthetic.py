@@ -58,6 +58,11 @@ class DeadLeavesConfig:
 # one pixel at 192x192 and come 4000 to a picture, in closer colours, with less blur (issue 12, docs/vae-colour.md).
 FINE_LEAVES = DeadLeavesConfig(leaves=4000, min_radius=0.006, max_radius=0.25, texture_weights=(0.45, 0.35, 0.05, 0.15),
                                spread=(0.1, 0.35), blur=(0.3, 0.8), grain=0.015)
+# Foliage: only small leaves (radius 0.004-0.04 of the side), 15000 a picture, mostly shaded ellipses in close colours,
+# nearly sharp: a texture with no large shapes in it, like gravel, grass or leaves seen from afar. Beside FINE_LEAVES
+# it raised the greyscale check photos (moon, gravel, grass) most of any data tried (docs/vae-colour.md).
+FOLIAGE = DeadLeavesConfig(leaves=15000, min_radius=0.004, max_radius=0.04, kind_weights=(0.7, 0.1, 0.2),
+                           texture_weights=(0.2, 0.6, 0.0, 0.2), spread=(0.05, 0.25), blur=(0.0, 0.5), grain=0.02)
 
 
 def power_law(u: torch.Tensor, lo: float, hi: float, alpha: float) -> torch.Tensor:

@@ -85,6 +85,8 @@ class VAETraining:
         FRACTION)
     flat_patches: float = setting(  # sharp-edged flat colours, as a colour chart has
         0.0, "fraction of the items that are grids of flat patches in random colours", FRACTION)
+    foliage: float = setting(  # small leaves only: texture without large shapes (latentlab.synthetic.FOLIAGE)
+        0.0, "fraction of the items that are dead leaves with only small leaves, 15000 a picture", FRACTION)
     data: str | None = setting(  # not in recipes: a recipe rebuilds from what the package ships
         None, "a folder of your own images to crop (default: the bundled training photos)", kind="machine")
     block_out_channels: tuple[int, ...] = setting(  # 4 entries: factor 8, like SD
@@ -121,12 +123,12 @@ class VAETraining:
             raise InputError("train_part decoder keeps the encoder of a trained VAE, and none is given; add "
                              "--init CHECKPOINT (a VAE from `latentlab train vae`) or use --train-part all.")
         if self.photos() < -1e-9:  # not 0: 1 - 0.7 - 0.3 is a rounding error below it
-            raise InputError(f"augment + dead_leaves + fine_leaves + flat_patches is {1 - self.photos():g}, more than 1 "
-                             "(the rest are plain photo crops); e.g. --augment 0.3 --dead-leaves 0.3.")
+            raise InputError(f"augment + dead_leaves + fine_leaves + flat_patches + foliage is {1 - self.photos():g}, "
+                             "more than 1 (the rest are plain photo crops); e.g. --augment 0.3 --dead-leaves 0.3.")
 
     def photos(self) -> float:
         """the share of plain photo crops: what the other sources leave"""
-        return 1 - self.augment - self.dead_leaves - self.fine_leaves - self.flat_patches
+        return 1 - self.augment - self.dead_leaves - self.fine_leaves - self.flat_patches - self.foliage
 
     def mixed(self) -> bool:
         """whether the run trains on the colour mix (augmented crops or synthetic pictures), not on plain crops alone"""
@@ -174,7 +176,7 @@ def training_data(settings: VAETraining) -> Dataset:
     if settings.mixed():
         return colour_mix(settings.crop, length, settings.seed, photos=settings.photos(), augmented=settings.augment,
                           leaves=settings.dead_leaves, patches=settings.flat_patches, fine=settings.fine_leaves,
-                          scale=settings.crop_scale, data=settings.data)
+                          foliage=settings.foliage, scale=settings.crop_scale, data=settings.data)
     if settings.data is not None:
         return FolderCrops(settings.data, settings.crop, length, settings.seed, settings.crop_scale)
     return PhotoCrops(size=settings.crop, split="train", length=length, seed=settings.seed, scale=settings.crop_scale)
@@ -203,6 +205,9 @@ def describe_data(settings: VAETraining, data: Dataset) -> str:
             extra = f", patches={settings.flat_patches:g}, fine={settings.fine_leaves:g}"
             extra_what = (f", {settings.fine_leaves:.0%} fine-textured dead leaves, {settings.flat_patches:.0%} flat "
                           "colour patches")
+        if settings.foliage:
+            extra += f", foliage={settings.foliage:g}"
+            extra_what += f", {settings.foliage:.0%} foliage (small leaves only)"
         where = (f"latentlab.sources.colour_mix(photos={photos:g}, augmented={settings.augment:g}, "
                  f"leaves={settings.dead_leaves:g}{extra}) of {where}")
         what += (f"; of all items {photos:.0%} plain crops, {settings.augment:.0%} colour-augmented crops "

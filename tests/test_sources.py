@@ -7,7 +7,7 @@ from PIL import Image
 
 from latentlab.errors import InputError
 from latentlab.sources import FolderCrops, Mixture, colour_mix
-from latentlab.synthetic import FINE_LEAVES, DeadLeaves
+from latentlab.synthetic import FINE_LEAVES, FOLIAGE, DeadLeaves
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -71,6 +71,8 @@ def test_colour_mix_draws_from_all_three_sources():
     assert torch.equal(mix[0], colour_mix(size=16, length=300, seed=0, patches=0)[0])  # 0: the mix as before
     fine = colour_mix(size=16, length=300, seed=0, photos=0, augmented=0, leaves=0, fine=1.0)
     assert fine.names == ["fine"] and torch.equal(fine[5], DeadLeaves(16, 300, 0, FINE_LEAVES)[fine.source_of(5)[1]])
+    foliage = colour_mix(size=16, length=300, seed=0, photos=0, augmented=0, leaves=0, foliage=1.0)
+    assert torch.equal(foliage[5], DeadLeaves(16, 300, 0, FOLIAGE)[foliage.source_of(5)[1]])
 
 
 def _exif_rotated_jpeg(path, size=(48, 24)):

@@ -141,6 +141,8 @@ def test_training_data_is_the_shipped_runs_crops_unless_a_mix_or_a_folder_is_ask
     assert textured.names == ["photos", "augmented", "patches", "fine"]
     assert torch.allclose(textured.probabilities, torch.tensor([0.4, 0.2, 0.1, 0.3], dtype=torch.float64))
     assert VAETraining(fine_leaves=0.1).mixed() and not VAETraining().mixed()
+    foliage = training_data(VAETraining(steps=4, batch_size=2, crop=16, foliage=0.5))
+    assert foliage.names == ["photos", "foliage"] and VAETraining(foliage=0.1).mixed()
 
     green = _flat_pngs(tmp_path / "green")
     folder = training_data(VAETraining(steps=4, batch_size=2, crop=16, data=str(green)))
@@ -168,6 +170,10 @@ def test_train_vae_command_trains_on_the_colour_mix(tmp_path):
     data = json.loads(fine.with_suffix(".json").read_text())["data"]
     assert data.startswith("latentlab.sources.colour_mix(photos=0.3, augmented=0, leaves=0, patches=0.2, fine=0.5) of ")
     assert "50% fine-textured dead leaves, 20% flat colour patches" in data
+    grass = tmp_path / "grass.safetensors"
+    assert main(["train", "vae", *TINY_RUN, "--foliage", "0.4", "--out", str(grass)]) == 0
+    data = json.loads(grass.with_suffix(".json").read_text())["data"]
+    assert "colour_mix(photos=0.6, augmented=0, leaves=0, foliage=0.4) of " in data and "40% foliage" in data
     plain = tmp_path / "plain.safetensors"
     assert main(["train", "vae", *TINY_RUN, "--out", str(plain)]) == 0
     data = json.loads(plain.with_suffix(".json").read_text())["data"]
@@ -199,7 +205,8 @@ def test_train_vae_command_refuses_an_empty_or_unreadable_data_folder_in_one_sen
 
 
 def test_the_mix_weights_must_leave_room_for_the_photos(capsys, tmp_path):
-    with pytest.raises(InputError, match="augment \\+ dead_leaves \\+ fine_leaves \\+ flat_patches is 1.1, more than 1"):
+    with pytest.raises(InputError, match="augment \\+ dead_leaves \\+ fine_leaves \\+ flat_patches \\+ foliage is 1.1, "
+                       "more than 1"):
         VAETraining(augment=0.6, dead_leaves=0.5)
     with pytest.raises(InputError, match="is 1.05, more than 1"):
         VAETraining(augment=0.3, dead_leaves=0.3, fine_leaves=0.3, flat_patches=0.15)
