@@ -35,6 +35,7 @@ from latentlab.checkpoints import (
 from latentlab.data import TRAIN_PHOTOS, PhotoCrops, batches, heldout_images
 from latentlab.device import describe, pick_device, seed_everything, stream_seed
 from latentlab.errors import InputError
+from latentlab.fetch import fetch_images
 from latentlab.images import psnr
 from latentlab.interrupts import held, stop_on_ctrl_c, stopping
 from latentlab.recipes import Rule, above, at_least, command, git_commit, setting, shown_path, validate
@@ -89,6 +90,9 @@ class VAETraining:
         0.0, "fraction of the items that are dead leaves with only small leaves, 15000 a picture", FRACTION)
     data: str | None = setting(  # not in recipes: a recipe rebuilds from what the package ships
         None, "a folder of your own images to crop (default: the bundled training photos)", kind="machine")
+    data_url: str | None = setting(  # the only download for training: an online extra, never in a recipe
+        None, "an http(s) address of a zip or tar archive of images, downloaded once into ~/.cache/latentlab/data "
+        "and cropped like --data", kind="machine")
     block_out_channels: tuple[int, ...] = setting(  # 4 entries: factor 8, like SD
         (16, 16, 32, 64), "channels per resolution", WIDTHS, kind="model")
     latent_channels: int = setting(4, "channels of the latent (4 like SD 1.x, 16 like SD3 and FLUX.1)", at_least(1),
@@ -122,6 +126,9 @@ class VAETraining:
         if self.train_part == "decoder" and self.init is None:
             raise InputError("train_part decoder keeps the encoder of a trained VAE, and none is given; add "
                              "--init CHECKPOINT (a VAE from `latentlab train vae`) or use --train-part all.")
+        if self.data is not None and self.data_url is not None:
+            raise InputError("--data and --data-url both name the photos to crop; give one of them (a folder on this "
+                             "machine, or the address of an archive of images).")
         if self.photos() < -1e-9:  # not 0: 1 - 0.7 - 0.3 is a rounding error below it
             raise InputError(f"augment + dead_leaves + fine_leaves + flat_patches + foliage is {1 - self.photos():g}, "
                              "more than 1 (the rest are plain photo crops); e.g. --augment 0.3 --dead-leaves 0.3.")
@@ -170,15 +177,23 @@ def shuffle_rgb(batch: torch.Tensor, generator: torch.Generator | None = None) -
     return batch.gather(1, order[:, :, None, None].expand_as(batch))
 
 
+def data_folder(settings: VAETraining) -> str | None:
+    """the folder of photos to crop: --data, or --data-url's archive unpacked (downloaded the first time); None for
+    the bundled photos"""
+    if settings.data_url is None:
+        return settings.data
+    return str(fetch_images(settings.data_url, say=lambda line: print(line, file=sys.stderr)))
+
+
 def training_data(settings: VAETraining) -> Dataset:
     """the run's training items: plain photo crops (as the shipped runs), a folder's crops, or the colour mix"""
-    length = settings.steps * settings.batch_size
+    length, folder = settings.steps * settings.batch_size, data_folder(settings)
     if settings.mixed():
         return colour_mix(settings.crop, length, settings.seed, photos=settings.photos(), augmented=settings.augment,
                           leaves=settings.dead_leaves, patches=settings.flat_patches, fine=settings.fine_leaves,
-                          foliage=settings.foliage, scale=settings.crop_scale, data=settings.data)
-    if settings.data is not None:
-        return FolderCrops(settings.data, settings.crop, length, settings.seed, settings.crop_scale)
+                          foliage=settings.foliage, scale=settings.crop_scale, data=folder)
+    if folder is not None:
+        return FolderCrops(folder, settings.crop, length, settings.seed, settings.crop_scale)
     return PhotoCrops(size=settings.crop, split="train", length=length, seed=settings.seed, scale=settings.crop_scale)
 
 
@@ -191,14 +206,17 @@ def plain_crops(data: Dataset) -> Dataset | None:
 
 def describe_data(settings: VAETraining, data: Dataset) -> str:
     """the manifest's "data" line: which items the run trained on"""
-    if settings.data is None:
+    folder = data_folder(settings)
+    if folder is None:
         where = f"latentlab.data.PhotoCrops({settings.crop}, 'train', seed={settings.seed}, scale={settings.crop_scale})"
         what = f"random crops of the training photos ({', '.join(TRAIN_PHOTOS)})"
     else:
         crops = plain_crops(data)
-        where = (f"latentlab.sources.FolderCrops({settings.data!r}, size={settings.crop}, seed={settings.seed}, "
+        where = (f"latentlab.sources.FolderCrops({folder!r}, size={settings.crop}, seed={settings.seed}, "
                  f"scale={settings.crop_scale})")
-        what = f"random crops of {crops.describe()}" if crops is not None else f"no crops of {settings.data}"
+        what = f"random crops of {crops.describe()}" if crops is not None else f"no crops of {folder}"
+        if settings.data_url is not None:
+            what += f", unpacked from the archive at {settings.data_url}"
     if settings.mixed():
         photos, extra, extra_what = settings.photos(), "", ""
         if settings.fine_leaves or settings.flat_patches:  # the manifests of the runs before them read as they did
