@@ -155,3 +155,18 @@ def test_train_vae_trains_on_an_archive_and_records_where_it_came_from(tmp_path,
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "could not download" in err and "you may be offline" in err
     assert not (tmp_path / "x").exists()
+
+
+def test_an_oversized_member_is_skipped_and_a_ctrl_c_leaves_nothing_behind(tmp_path, monkeypatch):
+    archive = _zip(tmp_path / "photos.zip", {"small.png": _png(side=8), "large.png": _png(side=400)})
+    monkeypatch.setattr(fetch, "MAX_MEMBER_BYTES", len(_png(side=8)))  # the bar just above the small one
+    folder = fetch_images(archive.as_uri(), tmp_path / "cache", say=lambda line: None)
+    assert [p.name for p in folder.iterdir()] == ["000000-small.png"]
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fetch.urllib.request, "urlopen", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        fetch_images(archive.as_uri(), tmp_path / "other-cache", say=lambda line: None)
+    assert _leftovers(tmp_path / "other-cache") == []
