@@ -37,9 +37,14 @@ CACHE = Path("~/.cache/latentlab/data")
 MAX_MEMBER_BYTES = 256 * 2**20  # a larger "image" in an archive is skipped: no photo needs it, a bomb would
 
 
+def _plain_name(name: str) -> str:
+    """a file or folder name with anything but letters, digits, '.', '_' and '-' turned into '_'"""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).name)
+
+
 def cached_folder(url: str, cache: str | Path | None = None) -> Path:
     """where the images of the archive at url are (or will be) unpacked: one folder per URL, in cache (CACHE)"""
-    name = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(urlparse(url).path).name)[:60] or "archive"
+    name = _plain_name(urlparse(url).path)[:60] or "archive"
     return Path(cache or CACHE).expanduser() / f"{name}-{hashlib.sha256(url.encode()).hexdigest()[:12]}"
 
 
@@ -95,7 +100,7 @@ def _unpack(archive: Path, into: Path, url: str) -> int:
     count = 0
     try:
         for index, (name, read) in enumerate(_image_members(archive, url)):
-            stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).name)[-80:]
+            stem = _plain_name(name)[-80:]
             with read() as source, open(into / f"{index:06d}-{stem}", "wb") as target:
                 shutil.copyfileobj(source, target, 2**20)
             count += 1

@@ -35,7 +35,7 @@ from latentlab.checkpoints import (
 from latentlab.data import TRAIN_PHOTOS, PhotoCrops, batches, heldout_images
 from latentlab.device import describe, pick_device, seed_everything, stream_seed
 from latentlab.errors import InputError
-from latentlab.fetch import fetch_images
+from latentlab.fetch import cached_folder, fetch_images
 from latentlab.images import psnr
 from latentlab.interrupts import held, stop_on_ctrl_c, stopping
 from latentlab.recipes import Rule, above, at_least, command, git_commit, setting, shown_path, validate
@@ -177,11 +177,13 @@ def shuffle_rgb(batch: torch.Tensor, generator: torch.Generator | None = None) -
     return batch.gather(1, order[:, :, None, None].expand_as(batch))
 
 
-def data_folder(settings: VAETraining) -> str | None:
-    """the folder of photos to crop: --data, or --data-url's archive unpacked (downloaded the first time); None for
-    the bundled photos"""
+def data_folder(settings: VAETraining, download: bool = True) -> str | None:
+    """the folder of photos to crop: --data, or --data-url's archive unpacked (downloaded the first time; with
+    download=False only named, as the manifest needs); None for the bundled photos"""
     if settings.data_url is None:
         return settings.data
+    if not download:
+        return str(cached_folder(settings.data_url))
     return str(fetch_images(settings.data_url, say=lambda line: print(line, file=sys.stderr)))
 
 
@@ -206,7 +208,7 @@ def plain_crops(data: Dataset) -> Dataset | None:
 
 def describe_data(settings: VAETraining, data: Dataset) -> str:
     """the manifest's "data" line: which items the run trained on"""
-    folder = data_folder(settings)
+    folder = data_folder(settings, download=False)  # training_data unpacked it already
     if folder is None:
         where = f"latentlab.data.PhotoCrops({settings.crop}, 'train', seed={settings.seed}, scale={settings.crop_scale})"
         what = f"random crops of the training photos ({', '.join(TRAIN_PHOTOS)})"
