@@ -38,6 +38,7 @@ lab: setup
 
 test: setup
 	$(PY) tools/chromium.py --install
+	$(PY) tools/debian_photos.py --install
 	$(PY) -m ruff check conftest.py latentlab tests tools notebooks
 	$(PY) tools/notebooks.py --check
 	$(PY) -m pytest -v -rs --durations=15
@@ -67,6 +68,7 @@ site: setup
 # denoiser.
 .PHONY: weights
 weights: setup
+	$(PY) tools/debian_photos.py --install
 	$(PY) -m latentlab train recipe recipes/vae.toml recipes/tiny_decoder.toml recipes/denoiser.toml recipes/denoiser_pixel.toml --out-dir latentlab/weights --work-dir build/weights
 
 # Lesson 10's compression sweep (recipes/sweep/: six VAE geometries and a small latent denoiser on each), two CPU

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
+from latentlab import wallpapers as wallpaper_photos
 from latentlab.augment import ColourAugmented, ColourJitter
 from latentlab.data import PhotoCrops, RandomCrops, random_crop
 from latentlab.errors import InputError
@@ -44,6 +45,7 @@ class FolderCrops(RandomCrops):
         flip: bool = True,
         max_side: int = 512,
         keep: int = 2000,  # more images than this are streamed from disk instead of kept in memory (~1.5 GB at 2000)
+        files: list[Path] | None = None,  # these image files instead of every image under root (root names them)
     ):
         root = Path(root).expanduser()
         if not root.is_dir():
@@ -51,7 +53,8 @@ class FolderCrops(RandomCrops):
         if size < 8 or size % 8:
             raise InputError(f"crop size {size} must be a positive multiple of 8 (the VAE's factor), e.g. 64.")
         try:
-            files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            if files is None:
+                files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         except OSError as err:  # e.g. a subfolder without read permission
             raise InputError(f"cannot list the images in {root} ({err.strerror or err}: {err.filename}); check that "
                              "the folder and its subfolders are readable.") from None
@@ -153,16 +156,21 @@ def colour_mix(
     patches: float = 0.0,  # weight of flat colour patches (synthetic.ColourPatches); 0: the mix of issue 12 exactly
     fine: float = 0.0,  # weight of fine-textured dead leaves (synthetic.FINE_LEAVES)
     foliage: float = 0.0,  # weight of small-leaf texture (synthetic.FOLIAGE)
+    wallpapers: float = 0.0,  # weight of crops of the Debian wallpaper photographs (latentlab.wallpapers)
     scale: tuple[float, float] = (0.25, 1.0),  # crop side as a fraction of a photo's shorter side
     data: str | Path | None = None,  # a folder of your own images instead of the bundled training photos
     jitter: ColourJitter | None = None,
 ) -> Mixture:
     """the colour-complete training mix: photos + colour-augmented photos + dead leaves (+ flat colour patches, fine
-    leaves, foliage)"""
+    leaves, the wallpaper photographs, foliage); the wallpapers are only looked for when their weight is above 0"""
     crops = FolderCrops(data, size, length, seed, scale) if data is not None else PhotoCrops(size, "train", length, seed, scale)
     sources = {"photos": crops, "augmented": ColourAugmented(crops, jitter, seed), "leaves": DeadLeaves(size, length, seed),
                "patches": ColourPatches(size, length, seed), "fine": DeadLeaves(size, length, seed, FINE_LEAVES),
                "foliage": DeadLeaves(size, length, seed, FOLIAGE)}
+    if wallpapers != 0:
+        sources["wallpapers"] = FolderCrops(wallpaper_photos.ROOT, size, length, seed, scale, files=wallpaper_photos.files())
     weights = {"photos": photos, "augmented": augmented, "leaves": leaves, "patches": patches, "fine": fine,
-               "foliage": foliage}
+               "wallpapers": wallpapers, "foliage": foliage}
+    if wallpapers == 0:
+        del weights["wallpapers"]
     return Mixture(sources, weights, length, seed)

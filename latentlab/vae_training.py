@@ -43,6 +43,8 @@ from latentlab.resume import saved_step, state_path
 from latentlab.sources import FolderCrops, colour_mix
 from latentlab.train import OneProcess, fit, vae_loss, warmup_cosine
 from latentlab.vae import VAE, VAEConfig, estimate_scaling_factor
+from latentlab.wallpapers import PACKAGES as WALLPAPER_PACKAGES
+from latentlab.wallpapers import PHOTOS as WALLPAPERS
 
 FRACTIONS = Rule(lambda v: 0 < v[0] <= v[1] <= 1, "two fractions lo,hi with 0 < lo <= hi <= 1")
 WIDTHS = Rule(lambda v: len(v) > 0 and min(v) > 0, "{kind}, each > 0")
@@ -88,6 +90,9 @@ class VAETraining:
         0.0, "fraction of the items that are grids of flat patches in random colours", FRACTION)
     foliage: float = setting(  # small leaves only: texture without large shapes (latentlab.synthetic.FOLIAGE)
         0.0, "fraction of the items that are dead leaves with only small leaves, 15000 a picture", FRACTION)
+    wallpapers: float = setting(  # photographed leaves, grass and rock, read from two Debian packages
+        0.0, "fraction of the items that are crops of 25 photographs from Debian's wallpaper packages "
+        "(latentlab.wallpapers; python tools/debian_photos.py --install)", FRACTION)
     data: str | None = setting(  # not in recipes: a recipe rebuilds from what the package ships
         None, "a folder of your own images to crop (default: the bundled training photos)", kind="machine")
     data_url: str | None = setting(  # the only download for training: an online extra, never in a recipe
@@ -130,12 +135,13 @@ class VAETraining:
             raise InputError("--data and --data-url both name the photos to crop; give one of them (a folder on this "
                              "machine, or the address of an archive of images).")
         if self.photos() < -1e-9:  # not 0: 1 - 0.7 - 0.3 is a rounding error below it
-            raise InputError(f"augment + dead_leaves + fine_leaves + flat_patches + foliage is {1 - self.photos():g}, "
-                             "more than 1 (the rest are plain photo crops); e.g. --augment 0.3 --dead-leaves 0.3.")
+            raise InputError(f"augment + dead_leaves + fine_leaves + flat_patches + foliage + wallpapers is "
+                             f"{1 - self.photos():g}, more than 1 (the rest are plain photo crops); e.g. --augment 0.3 "
+                             "--dead-leaves 0.3.")
 
     def photos(self) -> float:
         """the share of plain photo crops: what the other sources leave"""
-        return 1 - self.augment - self.dead_leaves - self.fine_leaves - self.flat_patches - self.foliage
+        return 1 - self.augment - self.dead_leaves - self.fine_leaves - self.flat_patches - self.foliage - self.wallpapers
 
     def mixed(self) -> bool:
         """whether the run trains on the colour mix (augmented crops or synthetic pictures), not on plain crops alone"""
@@ -193,7 +199,8 @@ def training_data(settings: VAETraining) -> Dataset:
     if settings.mixed():
         return colour_mix(settings.crop, length, settings.seed, photos=settings.photos(), augmented=settings.augment,
                           leaves=settings.dead_leaves, patches=settings.flat_patches, fine=settings.fine_leaves,
-                          foliage=settings.foliage, scale=settings.crop_scale, data=folder)
+                          foliage=settings.foliage, wallpapers=settings.wallpapers, scale=settings.crop_scale,
+                          data=folder)
     if folder is not None:
         return FolderCrops(folder, settings.crop, length, settings.seed, settings.crop_scale)
     return PhotoCrops(size=settings.crop, split="train", length=length, seed=settings.seed, scale=settings.crop_scale)
@@ -228,6 +235,10 @@ def describe_data(settings: VAETraining, data: Dataset) -> str:
         if settings.foliage:
             extra += f", foliage={settings.foliage:g}"
             extra_what += f", {settings.foliage:.0%} foliage (small leaves only)"
+        if settings.wallpapers:
+            extra += f", wallpapers={settings.wallpapers:g}"
+            extra_what += (f", {settings.wallpapers:.0%} crops of the {len(WALLPAPERS)} wallpaper photographs of "
+                           f"Debian's {' and '.join(WALLPAPER_PACKAGES)} (latentlab.wallpapers)")
         where = (f"latentlab.sources.colour_mix(photos={photos:g}, augmented={settings.augment:g}, "
                  f"leaves={settings.dead_leaves:g}{extra}) of {where}")
         what += (f"; of all items {photos:.0%} plain crops, {settings.augment:.0%} colour-augmented crops "

@@ -1,0 +1,70 @@
+"""Install the 25 wallpaper photographs the course VAE's decoder trains on (latentlab.wallpapers).
+
+    python tools/debian_photos.py            say whether they are there
+    python tools/debian_photos.py --install  `make test`'s and `make weights`' step: Debian's mate-backgrounds and
+                                             lomiri-wallpapers-16.04 through apt-get (as root or with password-less
+                                             sudo) when any photo is missing; exit 1 with one sentence if apt-get is
+                                             there and cannot install them, and 0 with one sentence where there is
+                                             no apt-get (tests that need the photos then say what to install)
+
+About 62 MB, once. Nothing is downloaded at training time: training reads /usr/share/backgrounds.
+"""
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+
+from latentlab import wallpapers
+from latentlab.errors import InputError
+
+
+def missing() -> str | None:
+    """None when all 25 photos are there, else the sentence saying what is missing and what to do"""
+    try:
+        wallpapers.files()
+    except InputError as err:
+        return str(err)
+    return None
+
+
+def install() -> int:
+    """install the two packages when a photo is missing -> exit status"""
+    if missing() is None:
+        return 0
+    packages = list(wallpapers.PACKAGES)
+    if not shutil.which("apt-get"):
+        print(f"debian_photos.py: no apt-get here, so Debian's {' and '.join(packages)} cannot be installed; the "
+              "tests that train on the wallpaper photos will say so, and `latentlab train vae --wallpapers 0` trains "
+              "without them.", file=sys.stderr)
+        return 0
+    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    if sudo and subprocess.run(["sudo", "-n", "true"], capture_output=True).returncode != 0:
+        print(f"debian_photos.py: the wallpaper photos are missing and this user cannot run apt-get; run "
+              f"'sudo apt-get install -y {' '.join(packages)}'.", file=sys.stderr)
+        return 1
+    print(f"debian_photos.py: installing Debian's {' and '.join(packages)} (the VAE's wallpaper photos, ~62 MB)...",
+          flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run([*sudo, "apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run([*sudo, "apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages], check=True, env=env)
+    why = missing()
+    if why is not None:
+        print(f"debian_photos.py: apt-get finished but {why}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--install", action="store_true", help="install the two packages when a photo is missing")
+    if parser.parse_args().install:
+        return install()
+    why = missing()
+    print(why or f"all {len(wallpapers.PHOTOS)} wallpaper photographs are in {wallpapers.ROOT}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
