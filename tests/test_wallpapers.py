@@ -67,6 +67,8 @@ def test_the_mix_crops_the_wallpapers_in_order_and_looks_for_them_only_when_aske
     assert colour_mix(size=16, length=40, seed=0, wallpapers=0).names == ["photos", "augmented", "leaves"]
     with pytest.raises(InputError, match="25 of the 25 wallpaper photographs are missing"):
         colour_mix(size=16, length=40, seed=0, wallpapers=0.2)
+    monkeypatch.setattr(shutil, "which", lambda name: None)  # as on macOS: missing and no apt to install them
+    assert "no apt-get here" in wallpapers.unavailable() and "--wallpapers 0" in wallpapers.unavailable()
 
 
 def test_train_vae_records_the_wallpapers_and_refuses_in_one_sentence_without_them(tmp_path, monkeypatch, capsys):
@@ -89,8 +91,8 @@ def test_train_vae_records_the_wallpapers_and_refuses_in_one_sentence_without_th
 
 def test_the_installed_wallpapers_hold_the_green_the_training_photos_lack():
     """what they add, measured: the share of clearly green pixels (make test installs them first)"""
-    if shutil.which("apt-get") is None and any(not (wallpapers.ROOT / n).is_file() for n, _, _ in wallpapers.PHOTOS):
-        pytest.skip("no apt-get here to install Debian's wallpaper photos (python tools/debian_photos.py --install)")
+    if why := wallpapers.unavailable():
+        pytest.skip(why)
     photos = [load_image(path, max_side=512) for path in wallpapers.files()]
     assert all(min(p.shape[-2:]) >= 256 and p.shape[1] == 3 for p in photos)
     assert not any(np.allclose(p[0, 0], p[0, 1]) for p in photos)  # colour photographs, not greyscale
