@@ -15,7 +15,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from latentlab import denoiser_job, denoiser_training, tiny_decoder_training, vae_training
+from latentlab import denoiser_job, denoiser_training, tiny_decoder_training, vae_training, wallpapers
 from latentlab.checkpoints import WEIGHTS_DIR
 from latentlab.errors import InputError
 from latentlab.recipes import OneLineParser, add_flags, from_args, read_recipe, references, shown_path, smoke
@@ -85,6 +85,13 @@ def run_recipes(files: list[str | Path], out_dir: str | Path | None = None, work
                                      "stage; give each stage its own name.")
                 made[path.stem] = path
             plan.append((stage, settings))
+    for stage, settings in plan:  # photos a stage reads from the machine: missing ones stop the run before hours of work
+        if getattr(settings, "wallpapers", 0):
+            try:
+                wallpapers.files()
+            except InputError as err:
+                raise InputError(f"{shown_path(stage.recipe)} stage {stage.name!r} crops Debian's wallpaper photos, and "
+                                 f"{err}") from None
     for stage, settings in plan:
         recipe = {"file": shown_path(stage.recipe), "stage": stage.name, **({"smoke": True} if smoke_run else {})}
         print(f"-- {recipe['file']}: stage {stage.name}{' (smoke)' if smoke_run else ''}", file=sys.stderr)

@@ -3,6 +3,7 @@ them, drawn in a fixed order, recorded in the manifest, and refused in one sente
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -100,3 +101,15 @@ def test_the_installed_wallpapers_hold_the_green_the_training_photos_lack():
     wall = sum(_green_share(p) * p[0, 0].numel() for p in photos) / pixels
     train = max(_green_share(load_photo(name, 256)) for name in TRAIN_PHOTOS)
     assert wall > 0.15 and train < 0.01  # measured: 18% of the wallpapers' pixels, none of any training photo's
+
+
+def test_a_recipe_that_needs_the_wallpapers_stops_before_any_stage_runs_when_they_are_missing(tmp_path, monkeypatch,
+                                                                                              capsys):
+    """make weights would otherwise train eight stages for hours and fail at the ninth"""
+    monkeypatch.setattr(wallpapers, "ROOT", tmp_path / "nothing here")
+    out = tmp_path / "out"
+    recipe = Path(__file__).parents[1] / "recipes" / "vae.toml"
+    assert main(["train", "recipe", str(recipe), "--smoke", "--out-dir", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "recipes/vae.toml stage 'vae' crops Debian's wallpaper photos" in err
+    assert "tools/debian_photos.py --install" in err and not out.exists()  # nothing ran, nothing was written
