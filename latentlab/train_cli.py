@@ -15,7 +15,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from latentlab import denoiser_job, denoiser_training, tiny_decoder_training, vae_training, wallpapers
+from latentlab import denoiser_job, denoiser_training, tiny_decoder_training, vae_training
 from latentlab.checkpoints import WEIGHTS_DIR
 from latentlab.errors import InputError
 from latentlab.recipes import OneLineParser, add_flags, from_args, read_recipe, references, shown_path, smoke
@@ -23,6 +23,7 @@ from latentlab.recipes import OneLineParser, add_flags, from_args, read_recipe, 
 SETTINGS = {"vae": vae_training.VAETraining, "unet": denoiser_training.DenoiserTraining,
             "tiny-decoder": tiny_decoder_training.TinyDecoderTraining}
 RUN = {"vae": vae_training.run, "unet": denoiser_job.run, "tiny-decoder": tiny_decoder_training.run}
+MISSING_INPUTS = {"vae": vae_training.missing_inputs}  # what a job needs from the machine, checked before any stage runs
 HELP = {"vae": "train the course VAE on crops of the bundled photos or your own (lessons 02-03)",
         "unet": "train lesson 08's denoiser on Shapes or your own folder (--data), in latent or pixel space",
         "tiny-decoder": "distil a tiny preview decoder from the course VAE's decoder (lessons 04 and 08)"}
@@ -85,13 +86,10 @@ def run_recipes(files: list[str | Path], out_dir: str | Path | None = None, work
                                      "stage; give each stage its own name.")
                 made[path.stem] = path
             plan.append((stage, settings))
-    for stage, settings in plan:  # photos a stage reads from the machine: missing ones stop the run before hours of work
-        if getattr(settings, "wallpapers", 0):
-            try:
-                wallpapers.files()
-            except InputError as err:
-                raise InputError(f"{shown_path(stage.recipe)} stage {stage.name!r} crops Debian's wallpaper photos, and "
-                                 f"{err}") from None
+    for stage, settings in plan:  # what a stage reads from the machine: missing, it stops the run before hours of work
+        why = MISSING_INPUTS[settings.job](settings) if settings.job in MISSING_INPUTS else None
+        if why is not None:
+            raise InputError(f"{shown_path(stage.recipe)} stage {stage.name!r} {why}")
     for stage, settings in plan:
         recipe = {"file": shown_path(stage.recipe), "stage": stage.name, **({"smoke": True} if smoke_run else {})}
         print(f"-- {recipe['file']}: stage {stage.name}{' (smoke)' if smoke_run else ''}", file=sys.stderr)

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from latentlab import wallpapers as wallpaper_photos
 from latentlab.chart import colorchecker, patch_errors
 from latentlab.checkpoints import (
     check_finite,
@@ -43,8 +44,6 @@ from latentlab.resume import saved_step, state_path
 from latentlab.sources import FolderCrops, colour_mix
 from latentlab.train import OneProcess, fit, vae_loss, warmup_cosine
 from latentlab.vae import VAE, VAEConfig, estimate_scaling_factor
-from latentlab.wallpapers import PACKAGES as WALLPAPER_PACKAGES
-from latentlab.wallpapers import PHOTOS as WALLPAPERS
 
 FRACTIONS = Rule(lambda v: 0 < v[0] <= v[1] <= 1, "two fractions lo,hi with 0 < lo <= hi <= 1")
 WIDTHS = Rule(lambda v: len(v) > 0 and min(v) > 0, "{kind}, each > 0")
@@ -193,6 +192,13 @@ def data_folder(settings: VAETraining, download: bool = True) -> str | None:
     return str(fetch_images(settings.data_url, say=lambda line: print(line, file=sys.stderr)))
 
 
+def missing_inputs(settings: VAETraining) -> str | None:
+    """what the run needs from this machine and does not find (the wallpaper photos), as the end of a sentence;
+    None when nothing is missing. `train recipe` asks before any stage runs"""
+    why = wallpaper_photos.missing() if settings.wallpapers else None
+    return None if why is None else f"crops Debian's wallpaper photos, and {why}"
+
+
 def training_data(settings: VAETraining) -> Dataset:
     """the run's training items: plain photo crops (as the shipped runs), a folder's crops, or the colour mix"""
     length, folder = settings.steps * settings.batch_size, data_folder(settings)
@@ -237,8 +243,8 @@ def describe_data(settings: VAETraining, data: Dataset) -> str:
             extra_what += f", {settings.foliage:.0%} foliage (small leaves only)"
         if settings.wallpapers:
             extra += f", wallpapers={settings.wallpapers:g}"
-            extra_what += (f", {settings.wallpapers:.0%} crops of the {len(WALLPAPERS)} wallpaper photographs of "
-                           f"Debian's {' and '.join(WALLPAPER_PACKAGES)} (latentlab.wallpapers)")
+            extra_what += (f", {settings.wallpapers:.0%} crops of the {len(wallpaper_photos.PHOTOS)} wallpaper "
+                           f"photographs of Debian's {' and '.join(wallpaper_photos.PACKAGES)} (latentlab.wallpapers)")
         where = (f"latentlab.sources.colour_mix(photos={photos:g}, augmented={settings.augment:g}, "
                  f"leaves={settings.dead_leaves:g}{extra}) of {where}")
         what += (f"; of all items {photos:.0%} plain crops, {settings.augment:.0%} colour-augmented crops "

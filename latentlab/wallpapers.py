@@ -67,13 +67,19 @@ def files(root: Path | None = None) -> list[Path]:
     return paths
 
 
+def missing(root: Path | None = None) -> str | None:
+    """None when all 25 photographs are there, else the one sentence `files` raises: what is missing, what to do"""
+    try:
+        files(root)
+    except InputError as err:
+        return str(err)
+    return None
+
 
 def unavailable(root: Path | None = None) -> str | None:
     """why the photos cannot be used here: missing, and no apt-get to install them (as on macOS); else None. Where
     apt-get exists a missing photo is not excused: `make test` installs them first, so the tests then fail instead"""
-    try:
-        files(root)
-    except InputError as err:
-        if shutil.which("apt-get") is None:
-            return f"no apt-get here to install Debian's wallpaper photos: {err}"
+    why = missing(root)
+    if why is not None and shutil.which("apt-get") is None:
+        return f"no apt-get here to install Debian's wallpaper photos: {why}"
     return None

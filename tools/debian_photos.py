@@ -17,21 +17,11 @@ import subprocess
 import sys
 
 from latentlab import wallpapers
-from latentlab.errors import InputError
-
-
-def missing() -> str | None:
-    """None when all 25 photos are there, else the sentence saying what is missing and what to do"""
-    try:
-        wallpapers.files()
-    except InputError as err:
-        return str(err)
-    return None
 
 
 def install() -> int:
     """install the two packages when a photo is missing -> exit status"""
-    if missing() is None:
+    if wallpapers.missing() is None:
         return 0
     packages = list(wallpapers.PACKAGES)
     if not shutil.which("apt-get"):
@@ -49,7 +39,7 @@ def install() -> int:
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     subprocess.run([*sudo, "apt-get", "update", "-qq"], check=True, env=env)
     subprocess.run([*sudo, "apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages], check=True, env=env)
-    why = missing()
+    why = wallpapers.missing()
     if why is not None:
         print(f"debian_photos.py: apt-get finished but {why}", file=sys.stderr)
         return 1
@@ -61,7 +51,7 @@ def main() -> int:
     parser.add_argument("--install", action="store_true", help="install the two packages when a photo is missing")
     if parser.parse_args().install:
         return install()
-    why = missing()
+    why = wallpapers.missing()
     print(why or f"all {len(wallpapers.PHOTOS)} wallpaper photographs are in {wallpapers.ROOT}")
     return 0
 
