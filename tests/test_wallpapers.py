@@ -1,8 +1,10 @@
 """The wallpaper photographs the course VAE's decoder trains on (latentlab.wallpapers): found where Debian installs
 them, drawn in a fixed order, recorded in the manifest, and refused in one sentence when missing."""
 
+import importlib.util
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -113,3 +115,36 @@ def test_a_recipe_that_needs_the_wallpapers_stops_before_any_stage_runs_when_the
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "recipes/vae.toml stage 'vae' crops Debian's wallpaper photos" in err
     assert "tools/debian_photos.py --install" in err and not out.exists()  # nothing ran, nothing was written
+
+
+def _tool(name: str):
+    spec = importlib.util.spec_from_file_location(f"latentlab_tools_{name}", Path(__file__).parents[1] / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("root", [True, False])
+def test_the_install_step_runs_apt_get_only_where_it_may_and_else_says_the_command(monkeypatch, capsys, root):
+    """tools/debian_photos.py --install, photos missing: as root it runs apt-get; a user without password-less sudo
+    gets the command to run and exit 1, and apt-get is never started (no password prompt inside `make test`)"""
+    tool, apt_get = _tool("debian_photos"), _tool("apt_get")
+    ran = []
+
+    def run(cmd, **kwargs):
+        ran.append(cmd)
+        return subprocess.CompletedProcess(cmd, 1 if cmd[:2] == ["sudo", "-n"] else 0)
+
+    monkeypatch.setattr(apt_get.os, "geteuid", lambda: 0 if root else 1000)
+    monkeypatch.setattr(apt_get.subprocess, "run", run)
+    monkeypatch.setattr(tool, "apt_install", apt_get.apt_install)
+    monkeypatch.setattr(tool.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(wallpapers, "missing", lambda: "the wallpaper photos are missing")
+    assert tool.install() == 1  # as root: apt-get "ran" (faked) but the photos are still missing, which it says
+    said = capsys.readouterr()
+    if root:
+        assert [cmd[0] for cmd in ran] == ["apt-get", "apt-get"] and ran[1][-2:] == list(wallpapers.PACKAGES)
+        assert "apt-get finished but the wallpaper photos are missing" in said.err
+    else:
+        assert ran == [["sudo", "-n", "true"]]
+        assert f"run 'sudo apt-get install -y {' '.join(wallpapers.PACKAGES)}'" in said.err

@@ -16,6 +16,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+sys.path.append(str(Path(__file__).resolve().parent))  # tools/apt_get.py, also when a test loads this file by path
+from apt_get import apt_install  # noqa: E402
+
 ENV_VAR = "LATENTLAB_CHROMIUM"
 DEBIAN = Path("/usr/bin/chromium")
 ON_PATH = ["chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome"]
@@ -61,25 +64,12 @@ def find_chromium() -> tuple[Path | None, str]:
                   "/Applications, Playwright's download); `python -m playwright install chromium` provides one")
 
 
-def _apt_install() -> bool:
-    """Debian's chromium through apt-get, as root or with password-less sudo -> whether it ran"""
-    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
-    if sudo and subprocess.run(["sudo", "-n", "true"], capture_output=True).returncode != 0:
-        return False
-    print("chromium.py: installing Debian's chromium package (for the browser test)...", flush=True)
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run([*sudo, "apt-get", "update", "-qq"], check=True, env=env)
-    subprocess.run([*sudo, "apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"], check=True,
-                   env=env)
-    return True
-
-
 def install() -> int:
     """make sure the browser test has a browser -> exit status (1 only where apt should have provided one)"""
     if find_chromium()[0] is not None:
         return 0
     if shutil.which("apt-get"):
-        if not _apt_install():
+        if not apt_install(["chromium"], "chromium.py", "for the browser test"):
             print(f"chromium.py: Chromium is missing at {DEBIAN}; run 'sudo apt-get install -y chromium' "
                   "(needs root).", file=sys.stderr)
             return 1

@@ -11,12 +11,14 @@ About 62 MB, once. Nothing is downloaded at training time: training reads /usr/s
 """
 
 import argparse
-import os
 import shutil
-import subprocess
 import sys
+from pathlib import Path
 
 from latentlab import wallpapers
+
+sys.path.append(str(Path(__file__).resolve().parent))  # tools/apt_get.py, also when a test loads this file by path
+from apt_get import apt_install  # noqa: E402
 
 
 def install() -> int:
@@ -29,16 +31,10 @@ def install() -> int:
               "tests that train on the wallpaper photos will say so, and `latentlab train vae --wallpapers 0` trains "
               "without them.", file=sys.stderr)
         return 0
-    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
-    if sudo and subprocess.run(["sudo", "-n", "true"], capture_output=True).returncode != 0:
+    if not apt_install(packages, "debian_photos.py", "the VAE's wallpaper photos, ~62 MB"):
         print(f"debian_photos.py: the wallpaper photos are missing and this user cannot run apt-get; run "
               f"'sudo apt-get install -y {' '.join(packages)}'.", file=sys.stderr)
         return 1
-    print(f"debian_photos.py: installing Debian's {' and '.join(packages)} (the VAE's wallpaper photos, ~62 MB)...",
-          flush=True)
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run([*sudo, "apt-get", "update", "-qq"], check=True, env=env)
-    subprocess.run([*sudo, "apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages], check=True, env=env)
     why = wallpapers.missing()
     if why is not None:
         print(f"debian_photos.py: apt-get finished but {why}", file=sys.stderr)
