@@ -33,7 +33,7 @@ from urllib.parse import urlparse
 from latentlab.errors import InputError
 from latentlab.sources import IMAGE_SUFFIXES
 
-CACHE = Path("~/.cache/latentlab/data")
+CACHE = Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache") / "latentlab" / "data"  # the freedesktop cache folder
 MAX_MEMBER_BYTES = 256 * 2**20  # a larger "image" in an archive is skipped: no photo needs it, a bomb would
 
 

@@ -96,7 +96,7 @@ class VAETraining:
         None, "a folder of your own images to crop (default: the bundled training photos)", kind="machine")
     data_url: str | None = setting(  # the only download for training: an online extra, never in a recipe
         None, "an http(s) address of a zip or tar archive of images, downloaded once into ~/.cache/latentlab/data "
-        "and cropped like --data", kind="machine")
+        "($XDG_CACHE_HOME/latentlab/data if set) and cropped like --data", kind="machine")
     block_out_channels: tuple[int, ...] = setting(  # 4 entries: factor 8, like SD
         (16, 16, 32, 64), "channels per resolution", WIDTHS, kind="model")
     latent_channels: int = setting(4, "channels of the latent (4 like SD 1.x, 16 like SD3 and FLUX.1)", at_least(1),
@@ -364,7 +364,8 @@ def run(settings: VAETraining, recipe: dict | None = None) -> int:
         accelerator = parallel.accelerator_for(pick_device(settings.device), settings.mixed_precision, settings.threads)
         device, main, first = accelerator.device, accelerator.is_main_process, []
         try:
-            data = training_data(settings)  # an empty or unreadable --data folder is refused before the first line
+            with accelerator.main_process_first():  # --data-url's archive: downloaded once, the others find it there
+                data = training_data(settings)  # an empty or unreadable --data folder is refused before the first line
             if main:
                 print(f"{line}\non {describe(device)}{parallel.spread(accelerator)}" +
                       (f"\nresuming after step {resumed} from {state_path(out)}" if resumed else ""), file=sys.stderr)

@@ -140,3 +140,31 @@ def _saved_step(path: Path) -> int:
     from latentlab.checkpoints import read_checkpoint
 
     return int(read_checkpoint(path)[1]["step"])
+
+
+def test_two_processes_download_an_archive_once_and_both_train_on_it(tmp_path):
+    """--data-url under a launcher: the main process downloads and unpacks, the other waits and finds the folder
+    (before, each process fetched the archive itself: two downloads racing into one cache)"""
+    import zipfile
+    from io import BytesIO
+
+    from PIL import Image
+
+    archive = tmp_path / "photos.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for i, colour in enumerate([(230, 20, 20), (20, 200, 40), (30, 60, 220)]):
+            png = BytesIO()
+            Image.new("RGB", (48, 40), colour).save(png, format="PNG")
+            zf.writestr(f"p{i}.png", png.getvalue())
+    out = tmp_path / "v.safetensors"
+    env = {**_env(tmp_path), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    command = ["latentlab", "train", "vae", *TINY_VAE, "--steps", "2", "--data-url", archive.as_uri(), "--out", str(out)]
+    done = subprocess.run([*ACCELERATE, *command], cwd=tmp_path, env=env, text=True, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stderr.count("downloaded 0.0 MB from file://") == 1, done.stderr[-2000:]
+    assert done.stderr.count("unpacked 3 images into") == 1
+    unpacked = list((tmp_path / "cache" / "latentlab" / "data").iterdir())
+    assert len(unpacked) == 1 and len(list(unpacked[0].iterdir())) == 3
+    manifest = json.loads(out.with_suffix(".json").read_text())
+    assert manifest["processes"]["world_size"] == 2 and f"3 images from {unpacked[0]}" in manifest["data"]
