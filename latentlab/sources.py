@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
+from latentlab import gcompris as gcompris_photos
 from latentlab import wallpapers as wallpaper_photos
 from latentlab.augment import ColourAugmented, ColourJitter
 from latentlab.data import PhotoCrops, RandomCrops, random_crop
@@ -117,6 +118,25 @@ class FolderCrops(RandomCrops):
                 f"read (e.g. {path.name}: {why}); training on the rest.")
 
 
+class ImageCrops(RandomCrops):
+    """random crops (random scale, horizontal flip) of pictures given as uint8 (3, H, W) tensors, each first shrunk
+    as FolderCrops shrinks a file (shorter side at most max_side); deterministic per index (the GCompris photos, which
+    live inside Qt resource bundles, not in a folder)"""
+
+    def __init__(self, pictures: list[torch.Tensor], size: int = 64, length: int = 10_000, seed: int = 0,
+                 scale: tuple[float, float] = (0.25, 1.0), flip: bool = True, max_side: int = 512):
+        if size < 8 or size % 8:
+            raise InputError(f"crop size {size} must be a positive multiple of 8 (the VAE's factor), e.g. 64.")
+        self.size, self.length, self.seed, self.scale, self.flip = size, length, seed, scale, flip
+        self.photos = []
+        for picture in pictures:
+            x = picture[None].float() / 127.5 - 1
+            if min(x.shape[-2:]) > max_side:
+                x = resize(x, max_side)
+            self.photos.append(((x[0] + 1) * 127.5).round().to(torch.uint8))
+        self.weigh_by_area()
+
+
 class Mixture(Dataset):
     """item i comes from one of several datasets, chosen with the given weights; deterministic in (seed, index)"""
 
@@ -157,20 +177,26 @@ def colour_mix(
     fine: float = 0.0,  # weight of fine-textured dead leaves (synthetic.FINE_LEAVES)
     foliage: float = 0.0,  # weight of small-leaf texture (synthetic.FOLIAGE)
     wallpapers: float = 0.0,  # weight of crops of the Debian wallpaper photographs (latentlab.wallpapers)
+    gcompris: float = 0.0,  # weight of crops of the GCompris training photos (latentlab.gcompris)
     scale: tuple[float, float] = (0.25, 1.0),  # crop side as a fraction of a photo's shorter side
     data: str | Path | None = None,  # a folder of your own images instead of the bundled training photos
     jitter: ColourJitter | None = None,
 ) -> Mixture:
     """the colour-complete training mix: photos + colour-augmented photos + dead leaves (+ flat colour patches, fine
-    leaves, the wallpaper photographs, foliage); the wallpapers are only looked for when their weight is above 0"""
+    leaves, the wallpaper photographs, foliage, the GCompris photos); the photographs that come from Debian packages
+    are only looked for when their weight is above 0"""
     crops = FolderCrops(data, size, length, seed, scale) if data is not None else PhotoCrops(size, "train", length, seed, scale)
     sources = {"photos": crops, "augmented": ColourAugmented(crops, jitter, seed), "leaves": DeadLeaves(size, length, seed),
                "patches": ColourPatches(size, length, seed), "fine": DeadLeaves(size, length, seed, FINE_LEAVES),
                "foliage": DeadLeaves(size, length, seed, FOLIAGE)}
     if wallpapers != 0:
         sources["wallpapers"] = FolderCrops(wallpaper_photos.ROOT, size, length, seed, scale, files=wallpaper_photos.files())
+    if gcompris != 0:
+        sources["gcompris"] = ImageCrops([gcompris_photos.decode(blob) for _, blob, _, _ in gcompris_photos.split("train")],
+                                         size, length, seed, scale)
     weights = {"photos": photos, "augmented": augmented, "leaves": leaves, "patches": patches, "fine": fine,
-               "wallpapers": wallpapers, "foliage": foliage}
-    if wallpapers == 0:
-        del weights["wallpapers"]
+               "wallpapers": wallpapers, "foliage": foliage, "gcompris": gcompris}
+    for name in ("wallpapers", "gcompris"):
+        if weights[name] == 0:
+            del weights[name]
     return Mixture(sources, weights, length, seed)

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from latentlab import gcompris as gcompris_photos
 from latentlab import wallpapers as wallpaper_photos
 from latentlab.chart import colorchecker, patch_errors
 from latentlab.checkpoints import (
@@ -92,6 +93,9 @@ class VAETraining:
     wallpapers: float = setting(  # photographed leaves, grass and rock, read from two Debian packages
         0.0, "fraction of the items that are crops of 25 photographs from Debian's wallpaper packages "
         "(latentlab.wallpapers; python tools/debian_photos.py --install)", FRACTION)
+    gcompris: float = setting(  # monuments among trees, animals in grass: photographs from Debian's gcompris-qt-data
+        0.0, "fraction of the items that are crops of GCompris' 80 training photographs (latentlab.gcompris; python "
+        "tools/debian_photos.py --install)", FRACTION)
     data: str | None = setting(  # not in recipes: a recipe rebuilds from what the package ships
         None, "a folder of your own images to crop (default: the bundled training photos)", kind="machine")
     data_url: str | None = setting(  # the only download for training: an online extra, never in a recipe
@@ -134,13 +138,14 @@ class VAETraining:
             raise InputError("--data and --data-url both name the photos to crop; give one of them (a folder on this "
                              "machine, or the address of an archive of images).")
         if self.photos() < -1e-9:  # not 0: 1 - 0.7 - 0.3 is a rounding error below it
-            raise InputError(f"augment + dead_leaves + fine_leaves + flat_patches + foliage + wallpapers is "
+            raise InputError(f"augment + dead_leaves + fine_leaves + flat_patches + foliage + wallpapers + gcompris is "
                              f"{1 - self.photos():g}, more than 1 (the rest are plain photo crops); e.g. --augment 0.3 "
                              "--dead-leaves 0.3.")
 
     def photos(self) -> float:
         """the share of plain photo crops: what the other sources leave"""
-        return 1 - self.augment - self.dead_leaves - self.fine_leaves - self.flat_patches - self.foliage - self.wallpapers
+        return (1 - self.augment - self.dead_leaves - self.fine_leaves - self.flat_patches - self.foliage - self.wallpapers
+                - self.gcompris)
 
     def mixed(self) -> bool:
         """whether the run trains on the colour mix (augmented crops or synthetic pictures), not on plain crops alone"""
@@ -196,7 +201,10 @@ def missing_inputs(settings: VAETraining) -> str | None:
     """what the run needs from this machine and does not find (the wallpaper photos), as the end of a sentence;
     None when nothing is missing. `train recipe` asks before any stage runs"""
     why = wallpaper_photos.missing() if settings.wallpapers else None
-    return None if why is None else f"crops Debian's wallpaper photos, and {why}"
+    if why is not None:
+        return f"crops Debian's wallpaper photos, and {why}"
+    why = gcompris_photos.missing() if settings.gcompris else None
+    return None if why is None else f"crops the GCompris photos, and {why}"
 
 
 def training_data(settings: VAETraining) -> Dataset:
@@ -205,7 +213,8 @@ def training_data(settings: VAETraining) -> Dataset:
     if settings.mixed():
         return colour_mix(settings.crop, length, settings.seed, photos=settings.photos(), augmented=settings.augment,
                           leaves=settings.dead_leaves, patches=settings.flat_patches, fine=settings.fine_leaves,
-                          foliage=settings.foliage, wallpapers=settings.wallpapers, scale=settings.crop_scale,
+                          foliage=settings.foliage, wallpapers=settings.wallpapers, gcompris=settings.gcompris,
+                          scale=settings.crop_scale,
                           data=folder)
     if folder is not None:
         return FolderCrops(folder, settings.crop, length, settings.seed, settings.crop_scale)
@@ -245,6 +254,10 @@ def describe_data(settings: VAETraining, data: Dataset) -> str:
             extra += f", wallpapers={settings.wallpapers:g}"
             extra_what += (f", {settings.wallpapers:.0%} crops of the {len(wallpaper_photos.PHOTOS)} wallpaper "
                            f"photographs of Debian's {' and '.join(wallpaper_photos.PACKAGES)} (latentlab.wallpapers)")
+        if settings.gcompris:
+            extra += f", gcompris={settings.gcompris:g}"
+            extra_what += (f", {settings.gcompris:.0%} crops of the {len(gcompris_photos.split('train'))} GCompris "
+                           f"training photographs of Debian's {gcompris_photos.PACKAGE} (latentlab.gcompris)")
         where = (f"latentlab.sources.colour_mix(photos={photos:g}, augmented={settings.augment:g}, "
                  f"leaves={settings.dead_leaves:g}{extra}) of {where}")
         what += (f"; of all items {photos:.0%} plain crops, {settings.augment:.0%} colour-augmented crops "

@@ -206,7 +206,7 @@ def test_train_vae_command_refuses_an_empty_or_unreadable_data_folder_in_one_sen
 
 def test_the_mix_weights_must_leave_room_for_the_photos(capsys, tmp_path):
     with pytest.raises(InputError, match="augment \\+ dead_leaves \\+ fine_leaves \\+ flat_patches \\+ foliage "
-                       "\\+ wallpapers is 1.1, more than 1"):
+                       "\\+ wallpapers \\+ gcompris is 1.1, more than 1"):
         VAETraining(augment=0.6, dead_leaves=0.5)
     with pytest.raises(InputError, match="is 1.05, more than 1"):
         VAETraining(augment=0.3, dead_leaves=0.3, fine_leaves=0.3, flat_patches=0.15)

@@ -143,8 +143,8 @@ def test_the_install_step_runs_apt_get_only_where_it_may_and_else_says_the_comma
     assert tool.install() == 1  # as root: apt-get "ran" (faked) but the photos are still missing, which it says
     said = capsys.readouterr()
     if root:
-        assert [cmd[0] for cmd in ran] == ["apt-get", "apt-get"] and ran[1][-2:] == list(wallpapers.PACKAGES)
+        assert [cmd[0] for cmd in ran] == ["apt-get", "apt-get"] and ran[1][-3:] == tool.PACKAGES
         assert "apt-get finished but the wallpaper photos are missing" in said.err
     else:
         assert ran == [["sudo", "-n", "true"]]
-        assert f"run 'sudo apt-get install -y {' '.join(wallpapers.PACKAGES)}'" in said.err
+        assert f"run 'sudo apt-get install -y {' '.join(tool.PACKAGES)}'" in said.err

@@ -1,13 +1,16 @@
-"""Install the 25 wallpaper photographs the course VAE's decoder trains on (latentlab.wallpapers).
+"""Install the photographs the course VAE's decoder trains on: 25 wallpapers (latentlab.wallpapers) and GCompris'
+106 photos (latentlab.gcompris).
 
     python tools/debian_photos.py            say whether they are there
-    python tools/debian_photos.py --install  `make test`'s and `make weights`' step: Debian's mate-backgrounds and
-                                             lomiri-wallpapers-16.04 through apt-get (as root or with password-less
-                                             sudo) when any photo is missing; exit 1 with one sentence if apt-get is
-                                             there and cannot install them, and 0 with one sentence where there is
-                                             no apt-get (tests that need the photos then say what to install)
+    python tools/debian_photos.py --install  `make test`'s and `make weights`' step: Debian's mate-backgrounds,
+                                             lomiri-wallpapers-16.04 and gcompris-qt-data through apt-get (as root or
+                                             with password-less sudo) when any photo is missing; exit 1 with one
+                                             sentence if apt-get is there and cannot install them, and 0 with one
+                                             sentence where there is no apt-get (tests that need the photos then say
+                                             what to install)
 
-About 62 MB, once. Nothing is downloaded at training time: training reads /usr/share/backgrounds.
+About 106 MB, once. Nothing is downloaded at training time: training reads /usr/share/backgrounds and
+/usr/share/gcompris-qt/rcc.
 """
 
 import argparse
@@ -15,27 +18,34 @@ import shutil
 import sys
 from pathlib import Path
 
-from latentlab import wallpapers
+from latentlab import gcompris, wallpapers
 
 sys.path.append(str(Path(__file__).resolve().parent))  # tools/apt_get.py, also when a test loads this file by path
 from apt_get import apt_install  # noqa: E402
 
+PACKAGES = [*wallpapers.PACKAGES, gcompris.PACKAGE]
+
+
+def missing() -> str | None:
+    """the first of the two sources' sentences about a missing photo, or None when every photo is there"""
+    return wallpapers.missing() or gcompris.missing()
+
 
 def install() -> int:
-    """install the two packages when a photo is missing -> exit status"""
-    if wallpapers.missing() is None:
+    """install the packages when a photo is missing -> exit status"""
+    if missing() is None:
         return 0
-    packages = list(wallpapers.PACKAGES)
+    packages = PACKAGES
     if not shutil.which("apt-get"):
         print(f"debian_photos.py: no apt-get here, so Debian's {' and '.join(packages)} cannot be installed; the "
               "tests that train on the wallpaper photos will say so, and `latentlab train vae --wallpapers 0` trains "
               "without them.", file=sys.stderr)
         return 0
-    if not apt_install(packages, "debian_photos.py", "the VAE's wallpaper photos, ~62 MB"):
-        print(f"debian_photos.py: the wallpaper photos are missing and this user cannot run apt-get; run "
+    if not apt_install(packages, "debian_photos.py", "the VAE's photographs, ~106 MB"):
+        print(f"debian_photos.py: the VAE's photographs are missing and this user cannot run apt-get; run "
               f"'sudo apt-get install -y {' '.join(packages)}'.", file=sys.stderr)
         return 1
-    why = wallpapers.missing()
+    why = missing()
     if why is not None:
         print(f"debian_photos.py: apt-get finished but {why}", file=sys.stderr)
         return 1
@@ -44,11 +54,12 @@ def install() -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--install", action="store_true", help="install the two packages when a photo is missing")
+    parser.add_argument("--install", action="store_true", help="install the packages when a photo is missing")
     if parser.parse_args().install:
         return install()
-    why = wallpapers.missing()
-    print(why or f"all {len(wallpapers.PHOTOS)} wallpaper photographs are in {wallpapers.ROOT}")
+    why = missing()
+    print(why or f"all {len(wallpapers.PHOTOS)} wallpaper photographs are in {wallpapers.ROOT}, and GCompris' "
+          f"{gcompris.COUNT} photos in {gcompris.ROOT}")
     return 0
 
 
