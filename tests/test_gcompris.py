@@ -6,6 +6,7 @@ import io
 import json
 import struct
 import zlib
+from pathlib import Path
 
 import pytest
 import torch
@@ -160,3 +161,15 @@ def test_the_installed_photos_are_the_pinned_106_credited_and_none_is_a_course_v
     course = brightness(torch.cat([course, course.flip(-1)]))
     ours = brightness(torch.cat([gcompris.images(s, 64) for s in ("train", "validation")]))
     assert (ours @ course.T).max() < 0.8
+
+
+def test_a_recipe_that_crops_them_stops_before_any_stage_runs_when_they_are_missing(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(gcompris, "ROOT", tmp_path / "nothing here")
+    gcompris._photos.cache_clear()
+    out = tmp_path / "out"
+    recipe = Path(__file__).parents[1] / "recipes" / "vae.toml"
+    assert main(["train", "recipe", str(recipe), "--smoke", "--out-dir", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "recipes/vae.toml stage 'vae' crops the GCompris photos" in err
+    assert "gcompris-qt-data" in err and not out.exists()  # nothing ran, nothing was written
+    gcompris._photos.cache_clear()

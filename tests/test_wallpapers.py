@@ -113,7 +113,7 @@ def test_a_recipe_that_needs_the_wallpapers_stops_before_any_stage_runs_when_the
     recipe = Path(__file__).parents[1] / "recipes" / "vae.toml"
     assert main(["train", "recipe", str(recipe), "--smoke", "--out-dir", str(out)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "recipes/vae.toml stage 'vae' crops Debian's wallpaper photos" in err
+    assert err.count("\n") == 1 and "recipes/vae.toml stage 'vae_run9' crops Debian's wallpaper photos" in err
     assert "tools/debian_photos.py --install" in err and not out.exists()  # nothing ran, nothing was written
 
 
