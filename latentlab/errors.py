@@ -6,3 +6,13 @@ Every lesson meets it (lessons 05, 06 and 09 show one on purpose); the command l
 
 class InputError(ValueError):
     """bad input from the learner: the message is one sentence with the fix"""
+
+
+def refusal(check) -> str | None:
+    """the one sentence check() raises as an InputError, or None when it raises nothing: asks "what is missing?" of a
+    function that refuses (latentlab.wallpapers, latentlab.gcompris)"""
+    try:
+        check()
+    except InputError as err:
+        return str(err)
+    return None

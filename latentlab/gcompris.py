@@ -8,7 +8,7 @@ photographers; CC BY, CC BY-SA, CC0, public domain). The package keeps them as W
 (`/usr/share/gcompris-qt/rcc/*.rcc`); `read_rcc` reads such a bundle (the format is Qt's: a header, a tree of
 nodes, the names in UTF-16 and the data, zlib-compressed or stored). Nothing is copied into this repository.
 
-The 106 photos sorted by name: every fourth is held out (VALIDATION, 26) and only ever used to choose recipes, with
+The 106 photos sorted by name: every fourth is held out (`split("validation")`, 26) and only chooses recipes, with
 the other validation photos (tools/colour_validation.py); the other 80 are what `latentlab train vae --gcompris X`
 crops. None is a test photo (latentlab.photosets). `python tools/debian_photos.py --install` installs the package
 with the wallpapers (apt, as root or with sudo; `make test` and `make weights` run it).
@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from latentlab.errors import InputError
+from latentlab.errors import InputError, refusal
 from latentlab.images import center_crop, resize
 
 PACKAGE = "gcompris-qt-data"
@@ -90,6 +90,7 @@ def credits(readme: str) -> dict[str, tuple[str, str]]:
 
 
 def missing_sentence(what: Path) -> str:
+    """the one sentence for a bundle that is not there: the package, the install command, the way around"""
     return (f"{what} is missing: the GCompris photos come from Debian's {PACKAGE} package; install it with `python "
             f"tools/debian_photos.py --install` (or `sudo apt-get install {PACKAGE}`), or train with --gcompris 0.")
 
@@ -141,11 +142,7 @@ def decode(blob: bytes) -> torch.Tensor:
 
 def missing(root: Path | None = None) -> str | None:
     """the sentence photos() would raise, or None when all 106 are there"""
-    try:
-        photos(root)
-    except InputError as err:
-        return str(err)
-    return None
+    return refusal(lambda: photos(root))
 
 
 def images(which: str, size: int = 256, root: Path | None = None) -> torch.Tensor:
@@ -156,9 +153,15 @@ def images(which: str, size: int = 256, root: Path | None = None) -> torch.Tenso
 
 
 def unavailable(root: Path | None = None) -> str | None:
-    """why the photos cannot be used here: missing, and no apt-get to install them (as on macOS); else None. Where
-    apt-get exists a missing photo is not excused: `make test` installs them first, so the tests then fail instead"""
+    """why the photos cannot be used here, else None: missing with no apt-get to install them (as on macOS), or
+    installed but another version of the package (as another distribution may ship: apt cannot mend that). Where
+    apt-get exists and the bundles are missing, nothing is excused: `make test` installs them first, so tests fail"""
     why = missing(root)
-    if why is not None and shutil.which("apt-get") is None:
+    if why is None:
+        return None
+    installed = all((Path(root or ROOT) / f"{activity}.rcc").is_file() for activity in ACTIVITIES)
+    if installed:
+        return f"the installed {PACKAGE} is not the pinned 3.1: {why}"
+    if shutil.which("apt-get") is None:
         return f"no apt-get here to install Debian's {PACKAGE}: {why}"
     return None

@@ -198,8 +198,8 @@ def data_folder(settings: VAETraining, download: bool = True) -> str | None:
 
 
 def missing_inputs(settings: VAETraining) -> str | None:
-    """what the run needs from this machine and does not find (the wallpaper photos), as the end of a sentence;
-    None when nothing is missing. `train recipe` asks before any stage runs"""
+    """what the run needs from this machine and does not find (the Debian wallpapers, GCompris' photos), as the end of
+    a sentence; None when nothing is missing. `train recipe` asks before any stage runs"""
     why = wallpaper_photos.missing() if settings.wallpapers else None
     if why is not None:
         return f"crops Debian's wallpaper photos, and {why}"

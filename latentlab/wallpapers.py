@@ -16,7 +16,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from latentlab.errors import InputError
+from latentlab.errors import InputError, refusal
 
 PACKAGES = ("mate-backgrounds", "lomiri-wallpapers-16.04")
 ROOT = Path("/usr/share/backgrounds")
@@ -69,11 +69,7 @@ def files(root: Path | None = None) -> list[Path]:
 
 def missing(root: Path | None = None) -> str | None:
     """None when all 25 photographs are there, else the one sentence `files` raises: what is missing, what to do"""
-    try:
-        files(root)
-    except InputError as err:
-        return str(err)
-    return None
+    return refusal(lambda: files(root))
 
 
 def unavailable(root: Path | None = None) -> str | None:

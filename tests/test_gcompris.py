@@ -134,6 +134,13 @@ def test_without_the_package_train_vae_and_a_recipe_stop_in_one_sentence(tmp_pat
     assert gcompris.unavailable().startswith("no apt-get here to install Debian's gcompris-qt-data")
 
 
+def test_another_version_of_the_package_is_refused_in_one_sentence_and_excuses_the_tests(fake, monkeypatch):
+    monkeypatch.setattr(gcompris, "DIGEST", "0" * 64)  # as if another distribution shipped other photos
+    why = gcompris.missing()
+    assert "\n" not in why and "are not the 106 of gcompris-qt-data 3.1" in why and "--gcompris 0" in why
+    assert gcompris.unavailable().startswith("the installed gcompris-qt-data is not the pinned 3.1")  # apt cannot mend it
+
+
 def test_train_vae_records_the_gcompris_share(fake, tmp_path):
     out = tmp_path / "g.safetensors"
     assert main(["train", "vae", *TINY_RUN, "--gcompris", "0.4", "--out", str(out)]) == 0
