@@ -96,8 +96,9 @@ def missing_sentence(what: Path) -> str:
 
 
 @cache
-def _photos(root: Path) -> tuple[tuple[str, bytes, str, str], ...]:
-    """(name, WebP bytes, author, licence) of every photo in the four activities, sorted by name"""
+def _photos(root: Path) -> tuple[tuple[tuple[str, bytes, str, str], ...], str]:
+    """(name, WebP bytes, author, licence) of every photo in the four activities, sorted by name, and the sha256 of
+    their names and bytes: read and hashed once per folder"""
     photos = []
     for activity in ACTIVITIES:
         bundle = root / f"{activity}.rcc"
@@ -112,14 +113,14 @@ def _photos(root: Path) -> tuple[tuple[str, bytes, str, str], ...]:
         for path, blob in files.items():
             if path.endswith(".webp") and min(Image.open(io.BytesIO(blob)).size) >= MIN_SIDE:
                 photos.append((path.removeprefix("gcompris/src/activities/"), blob, *credit.get(path, ("", ""))))
-    return tuple(sorted(photos))
+    photos.sort()
+    return tuple(photos), hashlib.sha256(b"".join(name.encode() + blob for name, blob, _, _ in photos)).hexdigest()
 
 
 def photos(root: Path | None = None) -> tuple[tuple[str, bytes, str, str], ...]:
     """(name, WebP bytes, author, licence) of the 106 photos, sorted by name; InputError in one sentence when the
     package is missing or holds other photos than the ones the recipes were made with"""
-    found = _photos(ROOT if root is None else Path(root))
-    digest = hashlib.sha256(b"".join(name.encode() + blob for name, blob, _, _ in found)).hexdigest()
+    found, digest = _photos(ROOT if root is None else Path(root))
     if DIGEST and digest != DIGEST:
         raise InputError(f"the {len(found)} GCompris photos found are not the {COUNT} of {PACKAGE} 3.1 that the course "
                          f"recipes were made with (their digest differs); train with --gcompris 0, or install {PACKAGE} "

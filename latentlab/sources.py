@@ -26,6 +26,13 @@ from latentlab.synthetic import FINE_LEAVES, FOLIAGE, ColourPatches, DeadLeaves
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
+def _kept(x: torch.Tensor, max_side: int) -> torch.Tensor:
+    """a picture (1, 3, H, W) in [-1, 1] as the crop datasets keep it: shorter side at most max_side, uint8 (3, H, W)"""
+    if min(x.shape[-2:]) > max_side:
+        x = resize(x, max_side)
+    return ((x[0] + 1) * 127.5).round().to(torch.uint8)
+
+
 class FolderCrops(RandomCrops):
     """random crops (random scale, horizontal flip) of the images in a folder tree, deterministic per index.
 
@@ -76,10 +83,8 @@ class FolderCrops(RandomCrops):
             except InputError as err:
                 self.skipped.append((path, str(err)))
                 continue
-            if min(x.shape[-2:]) > max_side:
-                x = resize(x, max_side)
             self.files.append(path)
-            self.photos.append(((x[0] + 1) * 127.5).round().to(torch.uint8))
+            self.photos.append(_kept(x, max_side))
         if not self.photos:
             path, why = self.skipped[0]
             raise InputError(f"none of the {len(files)} image files in {root} could be read (first: {why}); use PNG or JPEG photos.")
@@ -128,12 +133,7 @@ class ImageCrops(RandomCrops):
         if size < 8 or size % 8:
             raise InputError(f"crop size {size} must be a positive multiple of 8 (the VAE's factor), e.g. 64.")
         self.size, self.length, self.seed, self.scale, self.flip = size, length, seed, scale, flip
-        self.photos = []
-        for picture in pictures:
-            x = picture[None].float() / 127.5 - 1
-            if min(x.shape[-2:]) > max_side:
-                x = resize(x, max_side)
-            self.photos.append(((x[0] + 1) * 127.5).round().to(torch.uint8))
+        self.photos = [_kept(picture[None].float() / 127.5 - 1, max_side) for picture in pictures]
         self.weigh_by_area()
 
 

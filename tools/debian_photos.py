@@ -35,15 +35,14 @@ def install() -> int:
     """install the packages when a photo is missing -> exit status"""
     if missing() is None:
         return 0
-    packages = PACKAGES
     if not shutil.which("apt-get"):
-        print(f"debian_photos.py: no apt-get here, so Debian's {' and '.join(packages)} cannot be installed; the "
-              "tests that train on the wallpaper photos will say so, and `latentlab train vae --wallpapers 0` trains "
-              "without them.", file=sys.stderr)
+        print(f"debian_photos.py: no apt-get here, so Debian's {' and '.join(PACKAGES)} cannot be installed; the "
+              "tests that train on these photos will say so, and `latentlab train vae --wallpapers 0 --gcompris 0` "
+              "trains without them.", file=sys.stderr)
         return 0
-    if not apt_install(packages, "debian_photos.py", "the VAE's photographs, ~106 MB"):
+    if not apt_install(PACKAGES, "debian_photos.py", "the VAE's photographs, ~106 MB"):
         print(f"debian_photos.py: the VAE's photographs are missing and this user cannot run apt-get; run "
-              f"'sudo apt-get install -y {' '.join(packages)}'.", file=sys.stderr)
+              f"'sudo apt-get install -y {' '.join(PACKAGES)}'.", file=sys.stderr)
         return 1
     why = missing()
     if why is not None:
