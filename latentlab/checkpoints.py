@@ -159,12 +159,13 @@ def training_stages(manifest: dict) -> list[dict]:
     """the runs that made a model, first to last: a manifest whose run started from a checkpoint (`--init`) keeps
     the earlier run's record under "base", and so on back to the run from random weights.
 
-    Each stage: its `command` as recorded, `name` ("run 1", ...), and `settings`, the command as a reader needs it:
-    `--init` names the run it started from instead of a file on the machine that trained it, `--out` is left out.
+    Each stage: its `command` as recorded, `name` ("run 1", ...), the `sha256` of the weights it made (None where the
+    record has none), and `settings`, the command as a reader needs it: `--init` names the run it started from instead
+    of a file on the machine that trained it, `--out` is left out.
     """
     stages = []
     while manifest:
-        stages.append({k: manifest.get(k) for k in ("command", "steps_done", "wall_time_s", "device")})
+        stages.append({k: manifest.get(k) for k in ("command", "steps_done", "wall_time_s", "device", "sha256")})
         manifest = manifest.get("base")
     stages = stages[::-1]
     for i, stage in enumerate(stages, 1):

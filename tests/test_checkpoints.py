@@ -219,6 +219,16 @@ def test_training_stages_read_the_chain_of_runs_first_to_last():
     stages = training_stages(manifest)
     assert [s["command"] for s in stages] == ["a", "b", "c"] and stages[0]["device"] == "cpu"
     assert [s["command"] for s in training_stages(course_manifest("vae"))][-1] == course_manifest("vae")["command"]
+    assert stages[0]["sha256"] is None  # a record without one
+
+
+def test_the_shipped_chain_names_the_run_each_adapted_vae_started_from():
+    """lesson 08 reads which run of the course VAE the denoiser's VAE was adapted from"""
+    stages = training_stages(course_manifest("vae"))
+    assert all(s["sha256"] for s in stages) and len({s["sha256"] for s in stages}) == len(stages)
+    assert stages[-1]["sha256"] == course_manifest("vae")["sha256"]
+    base = course_manifest("denoiser_vae")["base_vae_sha256"]
+    assert [s["name"] for s in stages if s["sha256"] == base] == ["run 5"]
 
 
 def test_training_stages_name_the_chain_by_runs_not_by_the_training_machines_files():
