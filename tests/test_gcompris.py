@@ -177,6 +177,6 @@ def test_a_recipe_that_crops_them_stops_before_any_stage_runs_when_they_are_miss
     recipe = Path(__file__).parents[1] / "recipes" / "vae.toml"
     assert main(["train", "recipe", str(recipe), "--smoke", "--out-dir", str(out)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "recipes/vae.toml stage 'vae' crops the GCompris photos" in err
+    assert err.count("\n") == 1 and "recipes/vae.toml stage 'vae_run10' crops the GCompris photos" in err
     assert "gcompris-qt-data" in err and not out.exists()  # nothing ran, nothing was written
     gcompris._photos.cache_clear()

@@ -186,7 +186,7 @@ def test_the_rebuild_chain_runs_small_and_each_stage_consumes_the_one_before(tmp
         return json.loads((folder / f"{name}.json").read_text())
 
     stages = tmp_path / "stages"
-    runs = [manifest(f"vae_run{i}", stages) for i in range(1, 10)]
+    runs = [manifest(f"vae_run{i}", stages) for i in range(1, 11)]
     vae = manifest("vae")
     denoiser_vae, denoiser, pixel = manifest("denoiser_vae"), manifest("denoiser"), manifest("denoiser_pixel")
     tiny = manifest("tiny_decoder")
@@ -244,22 +244,22 @@ def test_the_colour_stages_change_the_data_and_optimisation_never_the_loss():
     """stages 4 and 5 continue the photo runs on the colour mix; stage 5 only on larger crops, at the same density;
     stage 6 trains the decoder alone on still larger crops; stage 7 the decoder again, with fine leaves and patches;
     stage 8 the same run with foliage in place of the fine leaves; stage 9 mostly on the Debian wallpaper photos;
-    stage 10 mostly on GCompris' photographs, with a little of the wallpapers left"""
-    run3, run4, run5, run6, run7, run8, run9, last = recipes.read_recipe(RECIPES / "vae.toml", SETTINGS)[2:]
-    assert tuple(s.settings.init for s in (run4, run5, run6, run7, run8, run9, last)) == (
-        "vae_run3", "vae_run4", "vae_run5", "vae_run6", "vae_run7", "vae_run8", "vae_run9")
-    assert last.name == "vae" and (run6.name, run7.name, run8.name, run9.name) == (
-        "vae_run6", "vae_run7", "vae_run8", "vae_run9")
+    stage 10 mostly on GCompris' photographs, with a little of the wallpapers left; stage 11 the same data, both parts"""
+    run3, run4, run5, run6, run7, run8, run9, run10, last = recipes.read_recipe(RECIPES / "vae.toml", SETTINGS)[2:]
+    assert tuple(s.settings.init for s in (run4, run5, run6, run7, run8, run9, run10, last)) == (
+        "vae_run3", "vae_run4", "vae_run5", "vae_run6", "vae_run7", "vae_run8", "vae_run9", "vae_run10")
+    assert last.name == "vae" and (run6.name, run7.name, run8.name, run9.name, run10.name) == (
+        "vae_run6", "vae_run7", "vae_run8", "vae_run9", "vae_run10")
     assert run3.settings.augment == run3.settings.dead_leaves == 0 and run4.settings.augment > 0 < run5.settings.dead_leaves
-    learned3, learned4, learned5, learned6, learned7, learned8, learned9, learned10 = (
-        _what_is_learned(s.settings) for s in (run3, run4, run5, run6, run7, run8, run9, last))
+    learned3, learned4, learned5, learned6, learned7, learned8, learned9, learned10, learned11 = (
+        _what_is_learned(s.settings) for s in (run3, run4, run5, run6, run7, run8, run9, run10, last))
     changed = {k for k, v in learned4.items() if v != learned3[k]}
     assert changed == {"augment", "dead_leaves", "lr", "average", "seed", "steps", "eval_every", "checkpoint_every"}
     changed = {k for k, v in learned5.items() if v != learned4[k]}
     assert changed == {"crop", "crop_scale", "batch_size", "dead_leaves", "seed", "steps"}
     # twice the crop side from twice the photo region: the same pixel density, twice the pixels per step
     density = [[side / stage.settings.crop for side in stage.settings.crop_scale]
-               for stage in (run4, run5, run6, run7, run8, run9, last)]
+               for stage in (run4, run5, run6, run7, run8, run9, run10, last)]
     assert all(d == pytest.approx(density[0]) for d in density)
     assert run5.settings.batch_size * run5.settings.crop**2 == 2 * run4.settings.batch_size * run4.settings.crop**2
     changed = {k for k, v in learned6.items() if v != learned5[k]}
@@ -275,10 +275,12 @@ def test_the_colour_stages_change_the_data_and_optimisation_never_the_loss():
     assert run8.settings.wallpapers == 0 < run9.settings.foliage < run9.settings.wallpapers
     changed = {k for k, v in learned10.items() if v != learned9[k]}  # then GCompris' photos, for most of that share
     assert changed == {"wallpapers", "gcompris", "seed"}
-    assert run9.settings.gcompris == 0 < last.settings.wallpapers < last.settings.gcompris
-    assert last.settings.photos() < run9.settings.photos() and last.settings.wallpapers < run9.settings.wallpapers
-    assert {s.settings.train_part for s in (run6, run7, run8, run9, last)} == {"decoder"}
-    assert all(s.settings.train_part == "all" for s in (run3, run4, run5))
+    assert run9.settings.gcompris == 0 < run10.settings.wallpapers < run10.settings.gcompris
+    assert run10.settings.photos() < run9.settings.photos() and run10.settings.wallpapers < run9.settings.wallpapers
+    changed = {k for k, v in learned11.items() if v != learned10[k]}  # then the same data for both parts, longer
+    assert changed == {"train_part", "steps", "seed"} and last.settings.steps > run10.settings.steps
+    assert {s.settings.train_part for s in (run6, run7, run8, run9, run10)} == {"decoder"}
+    assert all(s.settings.train_part == "all" for s in (run3, run4, run5, last))
 
 
 def test_the_sweep_trains_each_geometry_by_one_recipe_and_its_smoke_run_writes_them_all(tmp_path, capsys):
